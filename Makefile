@@ -1,0 +1,36 @@
+# Set-up, demo and tests. Every target builds .venv from the lock when it is missing or
+# stale; nothing is installed globally.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+STAMP := $(VENV)/.installed
+LOCKS := requirements.txt requirements-dev.txt include/lab/pyproject.toml
+
+.PHONY: setup demo test bench lock clean
+
+setup: $(STAMP)
+
+$(STAMP): $(LOCKS)
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "Python 3.11 is required (found %d.%d); set PYTHON=/path/to/python3.11" % sys.version_info[:2])'
+	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements.txt -r requirements-dev.txt
+	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check --no-deps -e include/lab
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/python tools/demo.py
+
+test: $(STAMP)
+	$(VENV)/bin/python -m pytest
+
+bench: $(STAMP)
+	$(VENV)/bin/python bench/run.py
+
+# Refresh the lock after editing requirements.in (see README, "Refreshing the lock").
+lock:
+	$(PYTHON) -m venv /tmp/asr-dr-lock && /tmp/asr-dr-lock/bin/pip install --quiet uv
+	/tmp/asr-dr-lock/bin/uv pip compile requirements.in --python-version 3.11 -o requirements.txt
+	/tmp/asr-dr-lock/bin/uv pip compile requirements-dev.in --python-version 3.11 -o requirements-dev.txt
+
+clean:
+	rm -rf $(VENV) .demo

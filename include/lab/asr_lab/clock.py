@@ -1,0 +1,43 @@
+"""Lab time: realistic durations multiplied by a scale, read lazily from timestamps.
+
+Nothing in the lab sleeps to make time pass. A job records when each of its tasks is due
+to end; whoever reads the job compares those instants with ``Clock.now()``. A scale of 0
+makes every duration zero, so anything started is finished on the next read.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+
+class Clock:
+    """Wall-clock time plus the lab's time scale."""
+
+    def __init__(self, scale: float = 1.0) -> None:
+        if scale < 0:
+            raise ValueError(f"time scale must be >= 0, got {scale}")
+        self.scale = scale
+
+    def now(self) -> datetime:
+        return datetime.now(timezone.utc)
+
+    def duration(self, realistic_seconds: float) -> timedelta:
+        """How long something that takes ``realistic_seconds`` in a real estate takes here."""
+        return timedelta(seconds=realistic_seconds * self.scale)
+
+    def after(self, realistic_seconds: float) -> datetime:
+        return self.now() + self.duration(realistic_seconds)
+
+
+class ManualClock(Clock):
+    """A clock that moves only when told to; for in-process unit tests of lab state."""
+
+    def __init__(self, scale: float = 1.0, start: datetime | None = None) -> None:
+        super().__init__(scale)
+        self._now = start or datetime(2026, 11, 25, 8, 0, tzinfo=timezone.utc)
+
+    def now(self) -> datetime:
+        return self._now
+
+    def advance(self, seconds: float) -> None:
+        self._now += timedelta(seconds=seconds)

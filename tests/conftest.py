@@ -1,0 +1,85 @@
+"""Shared test set-up: a hermetic Airflow home, and the lab as a separate process.
+
+Airflow reads its configuration at import time, so the environment is fixed here, before
+any test module imports airflow. The lab runs as its own process (as in production, the
+product only ever sees its endpoints); one lab serves the whole session and each test that
+asks for ``lab`` gets it reset to the estate as described, with no faults and an empty
+request log.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+_AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="asr-dr-airflow-"))
+
+os.environ.update(
+    {
+        "AIRFLOW_HOME": str(_AIRFLOW_HOME),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{_AIRFLOW_HOME}/airflow.db",
+        "AIRFLOW__LOGGING__NAMESPACE_LEVELS": "azure=warning urllib3=error",
+    }
+)
+sys.path.insert(0, str(REPO / "plugins"))
+
+LAB_START_TIMEOUT = 60
+
+
+@pytest.fixture(scope="session")
+def lab_process(tmp_path_factory):
+    """Start ``asr-lab serve`` at time scale 0 for the session; stop it at the end."""
+    from asr_lab.client import LabClient
+
+    state_dir = tmp_path_factory.mktemp("lab-state")
+    log_path = state_dir / "lab.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [str(Path(sys.executable).parent / "asr-lab"), "serve", "--state-dir", str(state_dir),
+             "--time-scale", "0", "--log-level", "warning"],
+            stdout=log, stderr=subprocess.STDOUT,
+        )
+    try:
+        client = _wait_for_lab(proc, state_dir, log_path)
+        yield client, state_dir, proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def _wait_for_lab(proc, state_dir: Path, log_path: Path):
+    import time
+
+    from asr_lab.client import LabClient
+
+    deadline = time.monotonic() + LAB_START_TIMEOUT
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"asr-lab exited with {proc.returncode}:\n{log_path.read_text()}")
+        if (state_dir / "endpoints.json").exists():
+            client = LabClient.from_state_dir(state_dir)
+            if client.health():
+                return client
+        time.sleep(0.05)
+    raise RuntimeError(f"asr-lab not ready after {LAB_START_TIMEOUT}s:\n{log_path.read_text()}")
+
+
+@pytest.fixture
+def lab(lab_process):
+    """The running lab, reset to a fresh estate for this test."""
+    client, _, _ = lab_process
+    client.reset()
+    return client
