@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import yaml
@@ -14,6 +15,11 @@ AIRFLOW_SERVICES = {
     "airflow-worker": "celery worker",
     "airflow-triggerer": "triggerer",
 }
+
+
+def mount_target(volume: str) -> str:
+    """'${AIRFLOW_PROJ_DIR:-.}/dags:/opt/airflow/dags[:ro]' -> '/opt/airflow/dags'."""
+    return re.split(r":(?=/)", volume)[1].split(":")[0]
 
 
 def compose() -> dict:
@@ -32,7 +38,7 @@ def test_airflow_services_are_built_from_the_dockerfile_and_mount_the_project():
     for name in [*AIRFLOW_SERVICES, "airflow-init"]:
         service = services[name]
         assert service["build"] == ".", name
-        targets = {v.split(":")[1] for v in service["volumes"]}
+        targets = {mount_target(v) for v in service["volumes"]}
         assert {"/opt/airflow/dags", "/opt/airflow/plugins", "/opt/airflow/include"} <= targets, name
         assert service["environment"]["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
 

@@ -1,0 +1,554 @@
+"""Hook for Azure Site Recovery (ASR) and Recovery Services vaults over Azure Resource Manager."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
+from functools import cached_property
+from typing import Any
+
+import azure.identity
+import azure.identity.aio
+from azure.core.exceptions import HttpResponseError, ServiceRequestError, ServiceResponseError
+from azure.mgmt.recoveryservices import RecoveryServicesClient
+from azure.mgmt.recoveryservices.aio import RecoveryServicesClient as AsyncRecoveryServicesClient
+from azure.mgmt.recoveryservicessiterecovery import SiteRecoveryManagementClient
+from azure.mgmt.recoveryservicessiterecovery.aio import (
+    SiteRecoveryManagementClient as AsyncSiteRecoveryManagementClient,
+)
+from azure.mgmt.recoveryservicessiterecovery.models import Job
+
+from airflow.sdk import BaseHook
+
+
+class AsrJobState:
+    """Values of an ASR job's ``properties.state``, shared by the hook, trigger and sensor."""
+
+    NOT_STARTED = "NotStarted"
+    IN_PROGRESS = "InProgress"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    CANCELLED = "Cancelled"
+    SUSPENDED = "Suspended"
+    OTHER = "Other"
+
+    #: ``stateDescription`` of a ``Succeeded`` job in which some tasks failed.
+    PARTIALLY_SUCCEEDED = "PartiallySucceeded"
+    #: ``allowedActions`` entry of a job that can still be cancelled.
+    CANCEL_ACTION = "Cancel"
+
+    TERMINAL_STATES = frozenset({SUCCEEDED, FAILED, CANCELLED})
+    FAILURE_STATES = frozenset({FAILED, CANCELLED})
+
+
+@dataclass(frozen=True)
+class _Cloud:
+    resource_manager: str
+    authority: str
+    portal: str
+
+
+_AUTHORITIES = azure.identity.AzureAuthorityHosts
+_CLOUDS = {
+    "AzurePublicCloud": _Cloud(
+        "https://management.azure.com", _AUTHORITIES.AZURE_PUBLIC_CLOUD, "https://portal.azure.com"
+    ),
+    "AzureUSGovernment": _Cloud(
+        "https://management.usgovcloudapi.net", _AUTHORITIES.AZURE_GOVERNMENT, "https://portal.azure.us"
+    ),
+    "AzureChinaCloud": _Cloud(
+        "https://management.chinacloudapi.cn", _AUTHORITIES.AZURE_CHINA, "https://portal.azure.cn"
+    ),
+}
+
+
+@dataclass(frozen=True)
+class ArmConnectionSettings:
+    """Everything an ``azure`` connection says about reaching ARM; the secret never shows in ``repr``."""
+
+    subscription_id: str
+    resource_manager_endpoint: str
+    credential_scopes: tuple[str, ...]
+    authority: str
+    custom_authority: bool
+    portal_url: str
+    tenant_id: str | None = None
+    client_id: str | None = None
+    client_secret: str | None = field(default=None, repr=False)
+    managed_identity_client_id: str | None = None
+    workload_identity_tenant_id: str | None = None
+    ca_bundle: str | None = None
+
+    @property
+    def transport_kwargs(self) -> dict[str, Any]:
+        """azure-core transport options shared by the credential and the clients."""
+        return {"connection_verify": self.ca_bundle} if self.ca_bundle else {}
+
+    @property
+    def client_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for a management client: endpoint, token scopes and CA bundle."""
+        return {
+            "base_url": self.resource_manager_endpoint,
+            "credential_scopes": list(self.credential_scopes),
+            **self.transport_kwargs,
+        }
+
+
+def arm_settings(
+    conn_id: str, login: str | None, password: str | None, extras: Mapping[str, Any]
+) -> ArmConnectionSettings:
+    """
+    Read an ``azure`` connection's fields into :class:`ArmConnectionSettings`.
+
+    :param conn_id: Connection id, only used in error messages.
+    :param login: Service principal client id, if any.
+    :param password: Service principal secret, if any.
+    :param extras: The connection's parsed extras.
+    :raise ValueError: The connection is incomplete or names an unknown cloud.
+    """
+    extras = {key: value for key, value in extras.items() if value not in (None, "")}
+    cloud_name = extras.get("cloud_environment", "AzurePublicCloud")
+    if cloud_name not in _CLOUDS:
+        raise ValueError(f"Connection {conn_id!r}: cloud_environment must be one of {sorted(_CLOUDS)}.")
+    cloud = _CLOUDS[cloud_name]
+    subscription_id = extras.get("subscriptionId")
+    if not subscription_id:
+        raise ValueError(f"Connection {conn_id!r} has no subscriptionId extra.")
+    if login and password and not extras.get("tenantId"):
+        raise ValueError(f"Connection {conn_id!r}: a client id and secret need the tenantId extra.")
+    endpoint = str(extras.get("resource_manager_endpoint", cloud.resource_manager)).rstrip("/")
+    scope = extras.get("credential_scope", f"{endpoint}/.default")
+    return ArmConnectionSettings(
+        subscription_id=subscription_id,
+        resource_manager_endpoint=endpoint,
+        credential_scopes=(scope,) if isinstance(scope, str) else tuple(scope),
+        authority=extras.get("authority_host", cloud.authority),
+        custom_authority="authority_host" in extras,
+        portal_url=str(extras.get("portal_url", cloud.portal)).rstrip("/"),
+        tenant_id=extras.get("tenantId"),
+        client_id=login or None,
+        client_secret=password or None,
+        managed_identity_client_id=extras.get("managed_identity_client_id"),
+        workload_identity_tenant_id=extras.get("workload_identity_tenant_id"),
+        ca_bundle=extras.get("ca_bundle"),
+    )
+
+
+def credential_spec(
+    settings: ArmConnectionSettings, environ: Mapping[str, str]
+) -> tuple[str, dict[str, Any]]:
+    """
+    Choose the azure-identity credential class (by name, same in sync and ``aio``) and its arguments.
+
+    Order: client secret, workload identity (needs ``AZURE_FEDERATED_TOKEN_FILE``), managed identity
+    (user-assigned when a client id is given), then ``DefaultAzureCredential``.
+    """
+    common = settings.transport_kwargs
+    entra = {"authority": settings.authority, **common}
+    if settings.custom_authority:
+        entra["disable_instance_discovery"] = True
+    if settings.client_id and settings.client_secret:
+        return "ClientSecretCredential", {
+            "tenant_id": settings.tenant_id,
+            "client_id": settings.client_id,
+            "client_secret": settings.client_secret,
+            **entra,
+        }
+    token_file = environ.get("AZURE_FEDERATED_TOKEN_FILE")
+    if settings.workload_identity_tenant_id and token_file:
+        return "WorkloadIdentityCredential", {
+            "tenant_id": settings.workload_identity_tenant_id,
+            "client_id": settings.managed_identity_client_id or environ.get("AZURE_CLIENT_ID"),
+            "token_file_path": token_file,
+            **entra,
+        }
+    if settings.managed_identity_client_id:
+        return "ManagedIdentityCredential", {"client_id": settings.managed_identity_client_id, **common}
+    return "DefaultAzureCredential", {"authority": settings.authority, **common}
+
+
+_JOB_IN_URL = re.compile(
+    r"/(?:operationresults|replicationOperationStatus|replicationJobs)/([^/?#,\s]+)", re.IGNORECASE
+)
+
+
+def job_name_from_headers(headers: Mapping[str, str]) -> str | None:
+    """
+    Return the ASR job name that a 202 answer to a mutating call points at, or None.
+
+    Tried in order: ``Location`` (``…/operationresults/{job}?…``), ``Azure-AsyncOperation``
+    (``…/replicationOperationStatus/{job}?…``) and ``x-ms-request-id`` (``…/replicationJobs/{job}``).
+    """
+    lowered = {key.lower(): value for key, value in headers.items()}
+    for header in ("location", "azure-asyncoperation", "x-ms-request-id"):
+        found = _JOB_IN_URL.findall(lowered.get(header) or "")
+        if found:
+            return found[-1]
+    return None
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Tell whether retrying could help: throttling, server errors and network failures are transient."""
+    if isinstance(exc, (ServiceRequestError, ServiceResponseError, ConnectionError, TimeoutError)):
+        return True
+    if isinstance(exc, HttpResponseError):
+        status = exc.status_code or 0
+        return status in (408, 429) or status >= 500
+    return False
+
+
+def retry_after_seconds(exc: BaseException) -> float | None:
+    """Return the delay a failed response asked for (``Retry-After`` / ``retry-after-ms``), if any."""
+    response = getattr(exc, "response", None)
+    headers = {key.lower(): value for key, value in (getattr(response, "headers", None) or {}).items()}
+    for header, scale in (("retry-after-ms", 1000), ("x-ms-retry-after-ms", 1000), ("retry-after", 1)):
+        value = headers.get(header)
+        if not value:
+            continue
+        try:
+            return max(float(value) / scale, 0.0)
+        except ValueError:
+            try:
+                delay = parsedate_to_datetime(value) - datetime.now(timezone.utc)
+                return max(delay.total_seconds(), 0.0)
+            except (TypeError, ValueError):
+                continue
+    return None
+
+
+def _when(value: datetime | None) -> datetime | None:
+    # ASR writes "0001-01-01T00:00:00" for times not reached yet (and 1753-01-01 on some sentinels).
+    if value is None or value.year <= 1753:
+        return None
+    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+
+def _timing(start: datetime | None, end: datetime | None) -> dict[str, Any]:
+    start, end = _when(start), _when(end)
+    return {
+        "start_time": start.isoformat() if start else None,
+        "end_time": end.isoformat() if end else None,
+        "duration_seconds": round((end - start).total_seconds(), 3) if start and end else None,
+    }
+
+
+def _errors(details: list | None) -> list[dict[str, Any]]:
+    errors = []
+    for detail in details or []:
+        service, provider = detail.service_error_details, detail.provider_error_details
+        if service:
+            code, message = service.code, service.message
+            causes, action = service.possible_causes, service.recommended_action
+        elif provider:
+            code, message = provider.error_code, provider.error_message
+            causes, action = provider.possible_causes, provider.recommended_action
+        else:
+            continue
+        errors.append(
+            {
+                "code": None if code is None else str(code),
+                "message": message,
+                "possible_causes": causes,
+                "recommended_action": action,
+            }
+        )
+    return errors
+
+
+def summarize_job(job: Job | Mapping[str, Any]) -> dict[str, Any]:
+    """
+    Return a short, JSON-safe summary of an ASR job for logs, events and XCom.
+
+    Errors come from each error's ``serviceErrorDetails``, else its ``providerErrorDetails``
+    (job errors have no top-level code); task errors are added when they are not already listed.
+    """
+    job = job if isinstance(job, Job) else Job(job)
+    props = job.properties
+    if props is None:
+        return {"name": job.name, "state": None, "tasks": [], "errors": []}
+    tasks, errors = [], _errors(props.errors)
+    for task in props.tasks or []:
+        tasks.append(
+            {"name": task.name, "friendly_name": task.friendly_name, "state": task.state}
+            | _timing(task.start_time, task.end_time)
+        )
+        errors += [error for error in _errors(task.errors) if error not in errors]
+    return {
+        "name": job.name,
+        "scenario_name": props.scenario_name,
+        "friendly_name": props.friendly_name,
+        "target": props.target_object_name or props.target_object_id,
+        "state": props.state,
+        "state_description": props.state_description,
+        **_timing(props.start_time, props.end_time),
+        "allowed_actions": list(props.allowed_actions or []),
+        "tasks": tasks,
+        "errors": errors,
+    }
+
+
+class AzureSiteRecoveryHook(BaseHook):
+    """
+    Talk to Azure Site Recovery and Recovery Services vaults with track-2 management clients.
+
+    Builds the clients itself rather than through ``AzureBaseHook.get_conn``, which passes
+    ``credentials=`` and so cannot build track-2 clients.
+
+    :param azure_conn_id: Id of an ``azure`` connection; see :func:`arm_settings` for its extras.
+    """
+
+    conn_name_attr = "azure_conn_id"
+    default_conn_name = "azure_default"
+    conn_type = "azure"
+    hook_name = "Azure Site Recovery"
+
+    def __init__(self, azure_conn_id: str = default_conn_name) -> None:
+        super().__init__()
+        self.azure_conn_id = azure_conn_id
+        self._async_settings: ArmConnectionSettings | None = None
+        self._async_credential: Any = None
+        self._async_conn: AsyncSiteRecoveryManagementClient | None = None
+        self._async_vault_client: AsyncRecoveryServicesClient | None = None
+
+    # Sync side (workers)
+
+    @cached_property
+    def settings(self) -> ArmConnectionSettings:
+        """Connection settings, read once (sync: use on workers only)."""
+        conn = self.get_connection(self.azure_conn_id)
+        return arm_settings(self.azure_conn_id, conn.login, conn.password, conn.extra_dejson)
+
+    def get_credential(self) -> Any:
+        """Return a new sync azure-identity credential for this connection."""
+        name, kwargs = credential_spec(self.settings, os.environ)
+        self.log.info("Authenticating to %s with %s.", self.settings.resource_manager_endpoint, name)
+        return getattr(azure.identity, name)(**kwargs)
+
+    @cached_property
+    def credential(self) -> Any:
+        """Sync credential shared by the sync clients, so they share one token cache."""
+        return self.get_credential()
+
+    @cached_property
+    def connection(self) -> SiteRecoveryManagementClient:
+        """Cached site recovery client."""
+        return self.get_conn()
+
+    @cached_property
+    def vault_client(self) -> RecoveryServicesClient:
+        """Cached Recovery Services client (vaults, vault certificates, extended info)."""
+        return self.get_vault_client()
+
+    def get_conn(self) -> SiteRecoveryManagementClient:
+        """Return a new site recovery client."""
+        settings = self.settings
+        return SiteRecoveryManagementClient(
+            self.credential, settings.subscription_id, **settings.client_kwargs
+        )
+
+    def get_vault_client(self) -> RecoveryServicesClient:
+        """Return a new Recovery Services client."""
+        settings = self.settings
+        return RecoveryServicesClient(self.credential, settings.subscription_id, **settings.client_kwargs)
+
+    def test_connection(self) -> tuple[bool, str]:
+        """Check the connection by reading one vault of the subscription."""
+        try:
+            next(iter(self.vault_client.vaults.list_by_subscription_id()), None)
+        except Exception as e:
+            return False, str(e)
+        return True, "Successfully connected to Azure Recovery Services."
+
+    def get_job(self, resource_group_name: str, vault_name: str, job_name: str) -> Job:
+        """Return one ASR job of a vault."""
+        return self.connection.replication_jobs.get(resource_group_name, vault_name, job_name)
+
+    def list_jobs(
+        self, resource_group_name: str, vault_name: str, *, filter: str | None = None
+    ) -> list[Job]:
+        """Return the vault's ASR jobs, optionally narrowed by an OData ``filter``."""
+        jobs = self.connection.replication_jobs.list(resource_group_name, vault_name, filter=filter)
+        return list(jobs)
+
+    def _start(self, begin: Callable[..., Any], *args: Any) -> str | None:
+        """Call an SDK ``begin_*`` without polling; return the job name from its 202 headers."""
+        seen: dict[str, Any] = {}
+
+        def keep_headers(pipeline_response: Any) -> None:
+            # Called once per attempt (after retries too): the last call is the accepted answer.
+            seen["headers"] = pipeline_response.http_response.headers
+
+        begin(*args, polling=False, raw_response_hook=keep_headers)
+        job_name = job_name_from_headers(seen.get("headers") or {})
+        if job_name is None:
+            self.log.warning("ARM finished the call at once and named no ASR job to wait for.")
+        else:
+            self.log.info("Started ASR job %s.", job_name)
+        return job_name
+
+    def cancel_job(self, resource_group_name: str, vault_name: str, job_name: str) -> str:
+        """Ask ASR to cancel a job; return the job name."""
+        begin_cancel = self.connection.replication_jobs.begin_cancel
+        return self._start(begin_cancel, resource_group_name, vault_name, job_name) or job_name
+
+    def create_policy(
+        self, resource_group_name: str, vault_name: str, policy_name: str, policy_input: Any
+    ) -> str | None:
+        """Start creating a replication policy; return the ASR job name."""
+        ops = self.connection.replication_policies
+        return self._start(ops.begin_create, resource_group_name, vault_name, policy_name, policy_input)
+
+    def create_container_mapping(
+        self,
+        resource_group_name: str,
+        vault_name: str,
+        fabric_name: str,
+        container_name: str,
+        mapping_name: str,
+        mapping_input: Any,
+    ) -> str | None:
+        """Start pairing a primary cloud with a recovery cloud; return the ASR job name."""
+        ops = self.connection.replication_protection_container_mappings
+        return self._start(
+            ops.begin_create,
+            resource_group_name, vault_name, fabric_name, container_name, mapping_name, mapping_input,
+        )
+
+    def create_network_mapping(
+        self,
+        resource_group_name: str,
+        vault_name: str,
+        fabric_name: str,
+        network_name: str,
+        mapping_name: str,
+        mapping_input: Any,
+    ) -> str | None:
+        """Start mapping a primary VM network to a recovery VM network; return the ASR job name."""
+        ops = self.connection.replication_network_mappings
+        return self._start(
+            ops.begin_create,
+            resource_group_name, vault_name, fabric_name, network_name, mapping_name, mapping_input,
+        )
+
+    def enable_protection(
+        self,
+        resource_group_name: str,
+        vault_name: str,
+        fabric_name: str,
+        container_name: str,
+        item_name: str,
+        protection_input: Any,
+    ) -> str | None:
+        """Start replicating a VM (create its protected item); return the ASR job name."""
+        ops = self.connection.replication_protected_items
+        return self._start(
+            ops.begin_create,
+            resource_group_name, vault_name, fabric_name, container_name, item_name, protection_input,
+        )
+
+    def test_failover(
+        self,
+        resource_group_name: str,
+        vault_name: str,
+        fabric_name: str,
+        container_name: str,
+        item_name: str,
+        failover_input: Any,
+    ) -> str | None:
+        """Start a test failover of a protected item; return the ASR job name."""
+        ops = self.connection.replication_protected_items
+        return self._start(
+            ops.begin_test_failover,
+            resource_group_name, vault_name, fabric_name, container_name, item_name, failover_input,
+        )
+
+    def test_failover_cleanup(
+        self,
+        resource_group_name: str,
+        vault_name: str,
+        fabric_name: str,
+        container_name: str,
+        item_name: str,
+        cleanup_input: Any,
+    ) -> str | None:
+        """Start cleaning up a test failover of a protected item; return the ASR job name."""
+        ops = self.connection.replication_protected_items
+        return self._start(
+            ops.begin_test_failover_cleanup,
+            resource_group_name, vault_name, fabric_name, container_name, item_name, cleanup_input,
+        )
+
+    # Async side (triggerer)
+
+    async def aget_settings(self) -> ArmConnectionSettings:
+        """Connection settings read without blocking the event loop and without ``extra_dejson``."""
+        if self._async_settings is None:
+            conn = await self.aget_connection(self.azure_conn_id)
+            # extra_dejson calls mask_secret, a blocking supervisor call on the triggerer loop.
+            extras = json.loads(conn.extra) if conn.extra else {}
+            self._async_settings = arm_settings(self.azure_conn_id, conn.login, conn.password, extras)
+        return self._async_settings
+
+    async def _aget_credential(self) -> Any:
+        if self._async_credential is None:
+            settings = await self.aget_settings()
+            name, kwargs = credential_spec(settings, os.environ)
+            self.log.info("Authenticating to %s with %s.", settings.resource_manager_endpoint, name)
+            self._async_credential = getattr(azure.identity.aio, name)(**kwargs)
+        return self._async_credential
+
+    async def get_async_conn(self) -> AsyncSiteRecoveryManagementClient:
+        """Return the cached async site recovery client."""
+        if self._async_conn is None:
+            settings = await self.aget_settings()
+            credential = await self._aget_credential()
+            self._async_conn = AsyncSiteRecoveryManagementClient(
+                credential, settings.subscription_id, **settings.client_kwargs
+            )
+        return self._async_conn
+
+    async def get_async_vault_client(self) -> AsyncRecoveryServicesClient:
+        """Return the cached async Recovery Services client."""
+        if self._async_vault_client is None:
+            settings = await self.aget_settings()
+            credential = await self._aget_credential()
+            self._async_vault_client = AsyncRecoveryServicesClient(
+                credential, settings.subscription_id, **settings.client_kwargs
+            )
+        return self._async_vault_client
+
+    async def aget_job(self, resource_group_name: str, vault_name: str, job_name: str) -> Job:
+        """Return one ASR job of a vault (async)."""
+        client = await self.get_async_conn()
+        return await client.replication_jobs.get(resource_group_name, vault_name, job_name)
+
+    async def acancel_job(self, resource_group_name: str, vault_name: str, job_name: str) -> str:
+        """Ask ASR to cancel a job without waiting for it (async); return the job name."""
+        client = await self.get_async_conn()
+        seen: dict[str, Any] = {}
+        await client.replication_jobs.begin_cancel(
+            resource_group_name,
+            vault_name,
+            job_name,
+            polling=False,
+            raw_response_hook=lambda response: seen.update(headers=response.http_response.headers),
+        )
+        return job_name_from_headers(seen.get("headers") or {}) or job_name
+
+    async def close(self) -> None:
+        """Close the async clients and their credential."""
+        for client in (self._async_conn, self._async_vault_client, self._async_credential):
+            if client is not None:
+                await client.close()
+        self._async_conn = self._async_vault_client = self._async_credential = None
+
+    async def __aenter__(self) -> AzureSiteRecoveryHook:
+        return self
+
+    async def __aexit__(self, exc_type: Any, exc_val: Any, exc_tb: Any) -> None:
+        await self.close()

@@ -1,0 +1,212 @@
+"""Trigger that waits in the triggerer for an Azure Site Recovery job to end."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Mapping
+from datetime import datetime, timezone
+from typing import Any
+
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+from site_recovery.hooks.asr import (
+    AsrJobState,
+    AzureSiteRecoveryHook,
+    is_transient,
+    retry_after_seconds,
+    summarize_job,
+)
+
+
+def describe_job(summary: Mapping[str, Any]) -> str:
+    """Name a job the way a DR engineer reads it: what it does, on what, and its id."""
+    label = summary.get("friendly_name") or summary.get("scenario_name") or "ASR job"
+    target = f" on {summary['target']}" if summary.get("target") else ""
+    return f"{label!r}{target} (job {summary.get('name')})"
+
+
+def _errors_text(summary: Mapping[str, Any]) -> str:
+    parts = []
+    for error in summary.get("errors") or []:
+        text = f"[{error.get('code')}] {error.get('message')}"
+        if error.get("possible_causes"):
+            text += f" Possible causes: {error['possible_causes']}"
+        if error.get("recommended_action"):
+            text += f" Recommended action: {error['recommended_action']}"
+        parts.append(text)
+    return ": " + "; ".join(parts) if parts else "."
+
+
+def _event(status: str, message: str, summary: Mapping[str, Any]) -> dict[str, Any]:
+    return {"status": status, "message": message, "job": dict(summary)}
+
+
+def job_event(
+    summary: Mapping[str, Any], *, fail_on_partial_success: bool, wait_on_suspended: bool
+) -> dict[str, Any] | None:
+    """
+    Turn a job summary into the trigger's event payload, or None while the job should be awaited.
+
+    :param summary: Output of :func:`~site_recovery.hooks.asr.summarize_job`.
+    :param fail_on_partial_success: Treat ``Succeeded`` with ``PartiallySucceeded`` as an error.
+    :param wait_on_suspended: Keep waiting on a ``Suspended`` job (it waits for a manual action).
+    :return: ``{"status": "success"|"error", "message": str, "job": summary}`` or None.
+    """
+    state, label = summary.get("state"), describe_job(summary)
+    if state == AsrJobState.SUCCEEDED:
+        if summary.get("state_description") != AsrJobState.PARTIALLY_SUCCEEDED:
+            duration = summary.get("duration_seconds")
+            took = f" in {duration:.0f}s" if duration is not None else ""
+            return _event("success", f"{label} succeeded{took}.", summary)
+        if fail_on_partial_success:
+            return _event("error", f"{label} only partially succeeded{_errors_text(summary)}", summary)
+        return _event("success", f"{label} partially succeeded{_errors_text(summary)}", summary)
+    if state in AsrJobState.FAILURE_STATES:
+        return _event("error", f"{label} {state.lower()}{_errors_text(summary)}", summary)
+    if state == AsrJobState.SUSPENDED and not wait_on_suspended:
+        waiting = [t["friendly_name"] or t["name"] for t in summary.get("tasks") or [] if t["state"] == state]
+        on = f" (task {', '.join(map(repr, waiting))})" if waiting else ""
+        return _event("error", f"{label} is suspended, waiting for a manual action{on}.", summary)
+    return None
+
+
+def timeout_event(summary: Mapping[str, Any], end_time: float) -> dict[str, Any]:
+    """Build the error payload for a job still running at ``end_time``."""
+    deadline = datetime.fromtimestamp(end_time, timezone.utc).isoformat(timespec="seconds")
+    state = summary.get("state") or "unknown"
+    return _event("error", f"Timeout: {describe_job(summary)} was still {state} at {deadline}.", summary)
+
+
+class JobProgress:
+    """Remember what was last seen of a job, to log only what changed between reads."""
+
+    def __init__(self) -> None:
+        self.job_state: str | None = None
+        self.task_states: dict[str, str | None] = {}
+
+    def update(self, summary: Mapping[str, Any]) -> list[str]:
+        """Return log lines for the job's new state (if it changed) and for each task that changed."""
+        lines = []
+        if summary.get("state") != self.job_state:
+            self.job_state = summary.get("state")
+            lines.append(f"{describe_job(summary)} is {self.job_state}.")
+        for index, task in enumerate(summary.get("tasks") or []):
+            key = task.get("name") or str(index)
+            if self.task_states.get(key, "") == task.get("state"):
+                continue
+            self.task_states[key] = task.get("state")
+            name, took = task.get("friendly_name") or task.get("name"), task.get("duration_seconds")
+            after = f" after {took:.0f}s" if took is not None else ""
+            lines.append(f"Task {name!r} is {task.get('state')}{after}.")
+        return lines
+
+
+class AsrJobTrigger(BaseTrigger):
+    """
+    Poll one ASR job with the async client until it ends or ``end_time`` passes.
+
+    Logs each job task as it changes state and yields one event (see :func:`job_event`).
+    Transient errors (throttling, 5xx, network) are logged and ridden out until ``end_time``.
+
+    :param azure_conn_id: Id of the ``azure`` connection.
+    :param resource_group_name: Resource group of the Recovery Services vault.
+    :param vault_name: Name of the Recovery Services vault.
+    :param job_name: ASR job name (a GUID).
+    :param poll_interval: Seconds between polls.
+    :param end_time: Epoch seconds after which the trigger yields a timeout error.
+    :param fail_on_partial_success: Treat a ``PartiallySucceeded`` job as an error.
+    :param wait_on_suspended: Keep waiting on a suspended job instead of failing.
+    """
+
+    def __init__(
+        self,
+        azure_conn_id: str,
+        resource_group_name: str,
+        vault_name: str,
+        job_name: str,
+        poll_interval: float,
+        end_time: float,
+        fail_on_partial_success: bool = True,
+        wait_on_suspended: bool = False,
+    ) -> None:
+        super().__init__()
+        self.azure_conn_id = azure_conn_id
+        self.resource_group_name = resource_group_name
+        self.vault_name = vault_name
+        self.job_name = job_name
+        self.poll_interval = poll_interval
+        self.end_time = end_time
+        self.fail_on_partial_success = fail_on_partial_success
+        self.wait_on_suspended = wait_on_suspended
+        self._summary: dict[str, Any] = {"name": job_name}
+        self._progress = JobProgress()
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        """Serialize the trigger's class path and arguments."""
+        return (
+            f"{self.__class__.__module__}.{self.__class__.__qualname__}",
+            {
+                "azure_conn_id": self.azure_conn_id,
+                "resource_group_name": self.resource_group_name,
+                "vault_name": self.vault_name,
+                "job_name": self.job_name,
+                "poll_interval": self.poll_interval,
+                "end_time": self.end_time,
+                "fail_on_partial_success": self.fail_on_partial_success,
+                "wait_on_suspended": self.wait_on_suspended,
+            },
+        )
+
+    def _hook(self) -> AzureSiteRecoveryHook:
+        return AzureSiteRecoveryHook(azure_conn_id=self.azure_conn_id)
+
+    async def _poll(self, hook: AzureSiteRecoveryHook) -> tuple[dict[str, Any] | None, float]:
+        """Read the job once; return the event if it is done, and the delay before the next read."""
+        try:
+            job = await hook.aget_job(self.resource_group_name, self.vault_name, self.job_name)
+        except Exception as e:
+            if not is_transient(e):
+                raise
+            delay = max(self.poll_interval, retry_after_seconds(e) or 0)
+            self.log.warning("Transient error on ASR job %s, next try in %.0fs: %s", self.job_name, delay, e)
+            return None, delay
+        self._summary = summarize_job(job)
+        for line in self._progress.update(self._summary):
+            self.log.info("%s", line)
+        event = job_event(
+            self._summary,
+            fail_on_partial_success=self.fail_on_partial_success,
+            wait_on_suspended=self.wait_on_suspended,
+        )
+        return event, self.poll_interval
+
+    async def _wait(self, hook: AzureSiteRecoveryHook) -> dict[str, Any]:
+        while True:
+            event, delay = await self._poll(hook)
+            if event is not None:
+                return event
+            remaining = self.end_time - time.time()
+            if remaining <= 0:
+                return timeout_event(self._summary, self.end_time)
+            await asyncio.sleep(min(delay, remaining))
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        """Poll the job until it ends, fails or ``end_time`` passes; yield one event."""
+        try:
+            async with self._hook() as hook:
+                event = await self._wait(hook)
+        except Exception as e:
+            self.log.exception("Stopped waiting for ASR job %s.", self.job_name)
+            event = _event("error", f"Could not read ASR job {self.job_name}: {e}", self._summary)
+        yield TriggerEvent(event)
+
+    async def on_kill(self) -> None:
+        """Cancel the ASR job when a user kills the deferred task, if ASR still allows it."""
+        async with self._hook() as hook:
+            job = await hook.aget_job(self.resource_group_name, self.vault_name, self.job_name)
+            allowed = summarize_job(job)["allowed_actions"]
+            if AsrJobState.CANCEL_ACTION not in allowed:
+                self.log.info("ASR job %s cannot be cancelled (allowed actions: %s).", self.job_name, allowed)
+                return
+            self.log.info("Task killed: cancelling ASR job %s.", self.job_name)
+            await hook.acancel_job(self.resource_group_name, self.vault_name, self.job_name)

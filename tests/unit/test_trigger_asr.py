@@ -1,0 +1,325 @@
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+from unittest import mock
+
+import pytest
+from azure.core.exceptions import HttpResponseError, ResourceNotFoundError, ServiceRequestError
+from azure.mgmt.recoveryservicessiterecovery.models import Job
+
+from airflow.triggers.base import TriggerEvent
+from site_recovery.hooks.asr import AsrJobState, summarize_job
+from site_recovery.triggers import asr as trigger_module
+from site_recovery.triggers.asr import AsrJobTrigger, JobProgress, job_event, timeout_event
+
+JOB = "866dd326-7b1c-4bf9-9c6d-1b1a5b2f0a11"
+START = 1_900_000_000.0
+KWARGS = {
+    "azure_conn_id": "azure_asr",
+    "resource_group_name": "rg1",
+    "vault_name": "vault1",
+    "job_name": JOB,
+    "poll_interval": 30,
+    "end_time": START + 3600,
+    "fail_on_partial_success": True,
+    "wait_on_suspended": False,
+}
+ERROR = {
+    "serviceErrorDetails": {
+        "code": "150261",
+        "message": "Replication policy creation failed.",
+        "possibleCauses": "The VMM server is offline.",
+        "recommendedAction": "Bring the VMM server online.",
+    }
+}
+
+
+def make_job(state="InProgress", description=None, tasks=(), errors=(), allowed=("Cancel",)) -> Job:
+    return Job(
+        {
+            "name": JOB,
+            "properties": {
+                "scenarioName": "TestFailover",
+                "friendlyName": "Test failover",
+                "targetObjectName": "VM1",
+                "state": state,
+                "stateDescription": description or state,
+                "startTime": "2030-03-17T17:46:40Z",
+                "endTime": "2030-03-17T17:48:20Z" if state in AsrJobState.TERMINAL_STATES else "0001-01-01T00:00:00",
+                "allowedActions": list(allowed),
+                "tasks": [
+                    {"name": name, "friendlyName": friendly, "state": task_state}
+                    for name, friendly, task_state in tasks
+                ],
+                "errors": list(errors),
+            },
+        }
+    )
+
+
+def summary_of(state, description=None, **kwargs):
+    return summarize_job(make_job(state, description, **kwargs))
+
+
+def test_serialize():
+    trigger = AsrJobTrigger(**KWARGS)
+
+    classpath, kwargs = trigger.serialize()
+
+    assert classpath == "site_recovery.triggers.asr.AsrJobTrigger"
+    assert kwargs == KWARGS
+    assert json.loads(json.dumps(kwargs)) == kwargs
+    assert AsrJobTrigger(**kwargs).serialize() == (classpath, kwargs)
+
+
+@pytest.mark.parametrize(
+    ("state", "description", "fail_on_partial", "wait_on_suspended", "status", "message_part"),
+    [
+        ("NotStarted", None, True, False, None, None),
+        ("InProgress", None, True, False, None, None),
+        ("Other", None, True, False, None, None),
+        ("Succeeded", "Completed", True, False, "success", "'Test failover' on VM1 (job 866dd326"),
+        ("Succeeded", "PartiallySucceeded", True, False, "error", "only partially succeeded: [150261]"),
+        ("Succeeded", "PartiallySucceeded", False, False, "success", "partially succeeded"),
+        ("Failed", None, True, False, "error", "failed: [150261] Replication policy creation failed."),
+        ("Cancelled", None, True, False, "error", "cancelled"),
+        ("Suspended", None, True, False, "error", "waiting for a manual action (task 'Shut down VMs')"),
+        ("Suspended", None, True, True, None, None),
+    ],
+)
+def test_job_event(state, description, fail_on_partial, wait_on_suspended, status, message_part):
+    summary = summary_of(
+        state,
+        description,
+        tasks=[("Manual", "Shut down VMs", "Suspended" if state == "Suspended" else "Succeeded")],
+        errors=[ERROR] if status == "error" or description == "PartiallySucceeded" else [],
+    )
+
+    event = job_event(summary, fail_on_partial_success=fail_on_partial, wait_on_suspended=wait_on_suspended)
+
+    if status is None:
+        assert event is None
+        return
+    assert event["status"] == status
+    assert message_part in event["message"]
+    assert event["job"] == summary
+    assert json.loads(json.dumps(event)) == event
+
+
+def test_failure_message_carries_asr_advice():
+    event = job_event(summary_of("Failed", errors=[ERROR]), fail_on_partial_success=True, wait_on_suspended=False)
+
+    assert event["message"] == (
+        "'Test failover' on VM1 (job 866dd326-7b1c-4bf9-9c6d-1b1a5b2f0a11) failed: [150261] Replication policy "
+        "creation failed. Possible causes: The VMM server is offline. Recommended action: Bring the VMM server online."
+    )
+
+
+def test_timeout_event():
+    event = timeout_event(summary_of("InProgress"), START)
+
+    assert event["status"] == "error"
+    assert event["message"].startswith("Timeout: 'Test failover' on VM1")
+    assert "still InProgress at 2030-03-17T17:46:40+00:00" in event["message"]
+
+
+def test_job_progress_reports_each_change_once():
+    progress = JobProgress()
+    first = summary_of("InProgress", tasks=[("a", "Check", "InProgress"), ("b", "Create test VM", "NotStarted")])
+    second = summary_of("InProgress", tasks=[("a", "Check", "Succeeded"), ("b", "Create test VM", "NotStarted")])
+    second["tasks"][0] |= {"duration_seconds": 42.4}
+
+    assert progress.update(first) == [
+        "'Test failover' on VM1 (job 866dd326-7b1c-4bf9-9c6d-1b1a5b2f0a11) is InProgress.",
+        "Task 'Check' is InProgress.",
+        "Task 'Create test VM' is NotStarted.",
+    ]
+    assert progress.update(second) == ["Task 'Check' is Succeeded after 42s."]
+    assert progress.update(second) == []
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = START
+        self.sleeps: list[float] = []
+
+    def time(self):
+        return self.now
+
+    async def sleep(self, seconds):
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+class FakeHook:
+    """Async stand-in for AzureSiteRecoveryHook: aget_job answers (or raises) from a script."""
+
+    def __init__(self, *answers):
+        self.answers = list(answers)
+        self.aget_job = mock.AsyncMock(side_effect=self._next)
+        self.acancel_job = mock.AsyncMock(return_value=JOB)
+        self.closed = False
+
+    async def _next(self, *args):
+        answer = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
+        if isinstance(answer, BaseException):
+            raise answer
+        return answer
+
+    async def __aenter__(self):
+        return self
+
+    async def __aexit__(self, *exc):
+        self.closed = True
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    clock = FakeClock()
+    monkeypatch.setattr(trigger_module, "time", SimpleNamespace(time=clock.time))
+    monkeypatch.setattr(trigger_module, "asyncio", SimpleNamespace(sleep=clock.sleep))
+    return clock
+
+
+def start(hook: FakeHook, **overrides) -> AsrJobTrigger:
+    trigger = AsrJobTrigger(**(KWARGS | overrides))
+    trigger._hook = lambda: hook
+    trigger._log = mock.MagicMock()
+    return trigger
+
+
+async def events_of(trigger: AsrJobTrigger) -> list[TriggerEvent]:
+    return [event async for event in trigger.run()]
+
+
+def logged(trigger: AsrJobTrigger, level: str) -> list[str]:
+    return [call.args[0] % call.args[1:] for call in getattr(trigger._log, level).call_args_list]
+
+
+@pytest.mark.asyncio
+async def test_run_logs_task_transitions_and_succeeds(clock):
+    hook = FakeHook(
+        make_job(tasks=[("check", "Prerequisites check", "InProgress"), ("create", "Create test VM", "NotStarted")]),
+        make_job(tasks=[("check", "Prerequisites check", "Succeeded"), ("create", "Create test VM", "NotStarted")]),
+        make_job(
+            "Succeeded",
+            "Completed",
+            tasks=[("check", "Prerequisites check", "Succeeded"), ("create", "Create test VM", "Succeeded")],
+            allowed=(),
+        ),
+    )
+    trigger = start(hook)
+
+    events = await events_of(trigger)
+
+    assert len(events) == 1
+    assert events[0].payload["status"] == "success"
+    assert events[0].payload["job"]["state"] == "Succeeded"
+    assert json.loads(json.dumps(events[0].payload)) == events[0].payload
+    assert clock.sleeps == [30, 30]
+    assert hook.closed
+    info = logged(trigger, "info")
+    assert info.count("Task 'Prerequisites check' is Succeeded.") == 1
+    assert info.count("Task 'Create test VM' is NotStarted.") == 1
+    assert info.count("Task 'Create test VM' is Succeeded.") == 1
+    assert "'Test failover' on VM1 (job 866dd326-7b1c-4bf9-9c6d-1b1a5b2f0a11) is InProgress." in info
+
+
+@pytest.mark.asyncio
+async def test_run_rides_out_transient_errors_honouring_retry_after(clock):
+    class Throttled:
+        status_code, reason, headers, request = 429, "Too Many Requests", {"Retry-After": "120"}, None
+
+        def text(self, encoding=None):
+            return '{"error": {"code": "TooManyRequests", "message": "slow down"}}'
+
+    hook = FakeHook(
+        ServiceRequestError("connection reset"),
+        HttpResponseError(response=Throttled()),
+        make_job("Succeeded", "Completed", allowed=()),
+    )
+    trigger = start(hook)
+
+    events = await events_of(trigger)
+
+    assert events[0].payload["status"] == "success"
+    assert clock.sleeps == [30, 120]
+    assert hook.aget_job.await_count == 3
+    assert len(logged(trigger, "warning")) == 2
+
+
+@pytest.mark.asyncio
+async def test_run_stops_on_a_permanent_error(clock):
+    class Missing:
+        status_code, reason, headers, request = 404, "Not Found", {}, None
+
+        def text(self, encoding=None):
+            return '{"error": {"code": "NotFound", "message": "no such job"}}'
+
+    hook = FakeHook(ResourceNotFoundError(response=Missing()))
+    events = await events_of(start(hook))
+
+    assert len(events) == 1
+    assert events[0].payload["status"] == "error"
+    assert "no such job" in events[0].payload["message"]
+    assert events[0].payload["job"] == {"name": JOB}
+    assert hook.aget_job.await_count == 1
+    assert clock.sleeps == []
+    assert hook.closed
+
+
+@pytest.mark.asyncio
+async def test_run_reports_a_failed_job(clock):
+    hook = FakeHook(make_job("Failed", errors=[ERROR], allowed=()))
+    events = await events_of(start(hook))
+
+    assert events[0].payload["status"] == "error"
+    assert "[150261]" in events[0].payload["message"]
+    assert "Recommended action: Bring the VMM server online." in events[0].payload["message"]
+
+
+@pytest.mark.asyncio
+async def test_run_times_out_at_end_time(clock):
+    hook = FakeHook(make_job("InProgress"))
+    events = await events_of(start(hook, poll_interval=25, end_time=START + 60))
+
+    assert len(events) == 1
+    assert events[0].payload["status"] == "error"
+    assert events[0].payload["message"].startswith("Timeout")
+    assert events[0].payload["job"]["state"] == "InProgress"
+    assert clock.sleeps == [25, 25, 10]
+    assert hook.aget_job.await_count == 4
+
+
+@pytest.mark.asyncio
+async def test_run_keeps_waiting_on_suspended_when_asked(clock):
+    hook = FakeHook(make_job("Suspended"), make_job("Succeeded", allowed=()))
+    events = await events_of(start(hook, wait_on_suspended=True))
+
+    assert events[0].payload["status"] == "success"
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(("allowed", "cancelled"), [(("Cancel",), True), ((), False), (("Restart",), False)])
+async def test_on_kill_cancels_only_when_asr_allows_it(allowed, cancelled):
+    hook = FakeHook(make_job("InProgress", allowed=allowed))
+    trigger = start(hook)
+
+    await trigger.on_kill()
+
+    assert hook.acancel_job.await_count == int(cancelled)
+    if cancelled:
+        hook.acancel_job.assert_awaited_once_with("rg1", "vault1", JOB)
+    assert hook.closed
+
+
+@pytest.mark.asyncio
+async def test_cleanup_never_cancels():
+    hook = FakeHook(make_job("InProgress"))
+    trigger = start(hook)
+
+    await trigger.cleanup()
+
+    hook.aget_job.assert_not_awaited()
+    hook.acancel_job.assert_not_awaited()
