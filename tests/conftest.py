@@ -83,3 +83,22 @@ def lab(lab_process):
     client, _, _ = lab_process
     client.reset()
     return client
+
+
+@pytest.fixture(scope="session")
+def airflow_db():
+    """A migrated metadata DB in the session's Airflow home (dag.test needs one)."""
+    result = subprocess.run(
+        [sys.executable, "-m", "airflow", "db", "migrate"], capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
+
+
+@pytest.fixture
+def lab_connection(lab, monkeypatch):
+    """The lab as the Airflow connection ``azure_asr_lab`` (what `make demo` sets up too)."""
+    import json
+
+    monkeypatch.setenv("AIRFLOW_CONN_AZURE_ASR_LAB", json.dumps(lab.azure_connection()))
+    return "azure_asr_lab"

@@ -2,8 +2,51 @@
 
 from __future__ import annotations
 
-from airflow.sdk.exceptions import AirflowException
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 
 class AsrJobError(AirflowException):
-    """An ASR job ended in a way the waiting task treats as a failure (or could not be read)."""
+    """An ASR job could not be waited on (not named, not readable); retrying may help."""
+
+
+class AsrJobFailed(AsrJobError, AirflowFailException):
+    """An ASR job ended failed, cancelled, partially succeeded or suspended: final, no retry."""
+
+
+class VmmError(AirflowException):
+    """A PowerShell script could not be run on a VMM server or Hyper-V host, or broke its contract."""
+
+
+class VmmTransportError(VmmError):
+    """WinRM failed before the script started (or the script is safe to re-run): retrying may help."""
+
+
+class VmmConnectionError(VmmError, AirflowFailException):
+    """WinRM refused the session for a reason a retry will not fix (TLS trust, access denied): final."""
+
+
+class VmmAuthenticationError(VmmConnectionError):
+    """The server rejected the connection's login and password: final, no retry."""
+
+
+class VmmScriptNotFound(VmmError, AirflowFailException):
+    """The script's file is missing from the include folder: final, no retry."""
+
+
+class VmmScriptError(VmmError, AirflowFailException):
+    """The script wrote error records or threw: final, no retry.
+
+    ``errors`` holds the script's own error records (message, position, error id, category).
+    """
+
+    def __init__(self, message: str, errors: tuple = ()) -> None:
+        super().__init__(message)
+        self.errors = tuple(errors)
+
+
+class VmmScriptInterrupted(VmmError, AirflowFailException):
+    """The connection failed or went silent after the script started, so it may have partly run: final."""
+
+
+class VmmScriptOutputError(VmmError, AirflowFailException):
+    """The script's output is not the one JSON document its contract promises: final, no retry."""

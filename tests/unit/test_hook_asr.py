@@ -706,3 +706,10 @@ async def test_async_get_and_cancel_job():
     client.replication_jobs.begin_cancel.assert_awaited_once_with(
         "rg1", "vault1", JOB, polling=False, raw_response_hook=mock.ANY
     )
+
+
+def test_summarize_job_never_reports_a_negative_duration():
+    # ASR truncates a job's endTime to whole seconds but not its startTime.
+    job = job_dict("Succeeded", startTime="2021-03-24T06:36:03.4196826Z", endTime="2021-03-24T06:36:03Z")
+
+    assert summarize_job(Job(job))["duration_seconds"] == 0.0

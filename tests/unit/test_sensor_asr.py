@@ -8,8 +8,8 @@ import pytest
 from azure.core.exceptions import HttpResponseError, ServiceRequestError
 from azure.mgmt.recoveryservicessiterecovery.models import Job
 
-from airflow.sdk.exceptions import AirflowException, AirflowSensorTimeout, TaskDeferred
-from site_recovery.exceptions import AsrJobError
+from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSensorTimeout, TaskDeferred
+from site_recovery.exceptions import AsrJobError, AsrJobFailed
 from site_recovery.hooks.asr import arm_settings
 from site_recovery.links import AsrJobLink
 from site_recovery.sensors.asr import AsrJobSensor
@@ -134,7 +134,7 @@ def test_deferrable_fails_at_once_when_the_job_already_failed(context):
     details = {"code": "70094", "message": "VM is not running.", "recommendedAction": "Start it."}
     sensor = make_sensor(make_job("Failed", errors=[{"serviceErrorDetails": details}]))
 
-    with pytest.raises(AsrJobError, match=r"failed: \[70094\] VM is not running\. Recommended action: Start it\."):
+    with pytest.raises(AsrJobFailed, match=r"failed: \[70094\] VM is not running\. Recommended action: Start it\."):
         sensor.execute(context)
 
 
@@ -184,7 +184,7 @@ def test_poke_mode_rides_out_a_transient_error_but_not_a_permanent_one(context):
 def test_poke_mode_raises_on_error_events(context, job, kwargs, message):
     sensor = make_sensor(job, deferrable=False, poke_interval=0, **kwargs)
 
-    with pytest.raises(AsrJobError, match=message):
+    with pytest.raises(AsrJobFailed, match=message):  # final: a retry would find the same job
         sensor.execute(context)
 
 
@@ -209,7 +209,9 @@ def test_execute_complete_returns_the_job_summary(context):
 @pytest.mark.parametrize(
     ("event", "exception", "message"),
     [
-        ({"status": "error", "message": "'Enable replication' on VM1 failed: [1] x", "job": {}}, AsrJobError, "failed"),
+        ({"status": "error", "message": "'Enable replication' on VM1 failed: [1] x", "job": {"state": "Failed"}},
+         AsrJobFailed, "failed"),
+        ({"status": "error", "message": "Could not read ASR job j: boom", "job": {}}, AsrJobError, "Could not read"),
         ({"status": "error", "message": "Timeout: still InProgress", "job": {}}, AirflowSensorTimeout, "Timeout"),
         (None, AsrJobError, "No event"),
     ],
@@ -218,3 +220,4 @@ def test_execute_complete_raises_on_error(context, event, exception, message):
     with pytest.raises(exception, match=message) as excinfo:
         make_sensor().execute_complete(context, event)
     assert isinstance(excinfo.value, AirflowException)
+    assert isinstance(excinfo.value, AirflowFailException) == (exception is AsrJobFailed)

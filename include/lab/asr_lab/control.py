@@ -29,11 +29,17 @@ class LoggedRequest:
     ended: float
     client_request_id: str | None
     fault_id: str | None = None
+    service: str = "arm"
+
+    @property
+    def mutating(self) -> bool:
+        """A request that may change Azure state (token requests change nothing)."""
+        return self.service == "arm" and self.method in MUTATING_METHODS
 
     def as_dict(self) -> dict:
         data = asdict(self)
         data["duration_ms"] = round((self.ended - self.started) * 1000, 3)
-        data["mutating"] = self.method in MUTATING_METHODS
+        data["mutating"] = self.mutating
         return data
 
 
@@ -60,7 +66,7 @@ class RequestLog:
                 continue
             if pattern and not pattern.search(entry.path):
                 continue
-            if mutating is not None and (entry.method in MUTATING_METHODS) != mutating:
+            if mutating is not None and entry.mutating != mutating:
                 continue
             out.append(entry.as_dict())
         return out

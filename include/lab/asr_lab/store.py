@@ -15,6 +15,7 @@ from pathlib import Path
 STATE_FILE = "state.json"
 SECRETS_FILE = "identity.json"
 ENDPOINTS_FILE = "endpoints.json"
+SERVER_FILE = "server.json"  # the port last served on, reused so clients' URLs stay valid
 STATE_FORMAT = 1
 
 

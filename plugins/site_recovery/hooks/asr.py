@@ -230,10 +230,12 @@ def _when(value: datetime | None) -> datetime | None:
 
 def _timing(start: datetime | None, end: datetime | None) -> dict[str, Any]:
     start, end = _when(start), _when(end)
+    # ASR reports a job's endTime in whole seconds but its startTime to the microsecond, so a
+    # job that took under a second can "end" before it started.
     return {
         "start_time": start.isoformat() if start else None,
         "end_time": end.isoformat() if end else None,
-        "duration_seconds": round((end - start).total_seconds(), 3) if start and end else None,
+        "duration_seconds": max(0.0, round((end - start).total_seconds(), 3)) if start and end else None,
     }
 
 

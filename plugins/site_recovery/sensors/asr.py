@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 from airflow.sdk.exceptions import AirflowSensorTimeout
-from site_recovery.exceptions import AsrJobError
-from site_recovery.hooks.asr import AzureSiteRecoveryHook, is_transient, summarize_job
+from site_recovery.exceptions import AsrJobError, AsrJobFailed
+from site_recovery.hooks.asr import AsrJobState, AzureSiteRecoveryHook, is_transient, summarize_job
 from site_recovery.links import XCOM_JOB_LINK_KEY, XCOM_JOB_NAME_KEY, AsrJobLink, job_link_context
 from site_recovery.triggers.asr import AsrJobTrigger, JobProgress, job_event
 
@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
 DEFAULT_TIMEOUT = 6 * 60 * 60
+_FINAL_STATES = AsrJobState.TERMINAL_STATES | {AsrJobState.SUSPENDED}
 
 
 class AsrJobSensor(BaseSensorOperator):
@@ -136,6 +137,8 @@ class AsrJobSensor(BaseSensorOperator):
             message = event.get("message") or f"ASR job {self.job_name} did not succeed."
             if message.startswith("Timeout"):
                 raise AirflowSensorTimeout(message)
+            if (event.get("job") or {}).get("state") in _FINAL_STATES:
+                raise AsrJobFailed(message)  # the job's outcome will not change on a retry
             raise AsrJobError(message)
         self.log.info("%s", event["message"])
         return event["job"]

@@ -1,0 +1,115 @@
+"""The /_lab/ admin API: fault injection, the request log, provider registration, reset.
+
+Everything here is for tests, the demo and DR engineers poking at the lab; none of it exists
+in Azure, which is why it sits under a reserved prefix and needs its own token.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from typing import TYPE_CHECKING
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from asr_lab.arm.errors import ArmError
+
+if TYPE_CHECKING:
+    from asr_lab.app import Lab
+
+
+def admin_routes(lab: "Lab", prefix: str) -> list[Route]:
+    def guarded(handler):
+        async def endpoint(request: Request) -> Response:
+            supplied = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+            if not hmac.compare_digest(supplied.encode(), lab.admin_token.encode()):
+                return JSONResponse({"error": "admin token missing or wrong"}, status_code=401)
+            try:
+                return await handler(request)
+            except (ValueError, TypeError) as exc:
+                return JSONResponse({"error": str(exc)}, status_code=400)
+            except ArmError as exc:
+                return JSONResponse(exc.envelope(), status_code=exc.status)
+
+        return endpoint
+
+    async def health(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def requests(request: Request) -> Response:
+        if request.method == "DELETE":
+            lab.requests.clear()
+            return Response(status_code=204)
+        q = request.query_params
+        mutating = q.get("mutating")
+        entries = lab.requests.query(
+            since=int(q.get("since", 0)), method=q.get("method"), path=q.get("path"),
+            mutating=None if mutating is None else mutating.lower() in ("1", "true", "yes"),
+        )
+        return JSONResponse({"requests": entries, "last_seq": lab.requests.last_seq})
+
+    async def http_faults(request: Request) -> Response:
+        if request.method == "POST":
+            fault = lab.faults.add(await _json(request))
+            return JSONResponse(fault.as_dict(), status_code=201)
+        if request.method == "DELETE":
+            lab.faults.clear()
+            return Response(status_code=204)
+        return JSONResponse({"faults": lab.faults.list()})
+
+    async def http_fault(request: Request) -> Response:
+        if not lab.faults.remove(request.path_params["fault_id"]):
+            return JSONResponse({"error": "no such fault"}, status_code=404)
+        return Response(status_code=204)
+
+    async def job_faults(request: Request) -> Response:
+        if request.method == "POST":
+            fault = lab.backend.add_job_fault(await _json(request))
+            lab.save_now()
+            return JSONResponse(fault, status_code=201)
+        if request.method == "DELETE":
+            lab.backend.clear_job_faults()
+            lab.save_now()
+            return Response(status_code=204)
+        return JSONResponse({"faults": lab.backend.list_job_faults()})
+
+    async def providers(request: Request) -> Response:
+        body = await _json(request)
+        missing = {"vault_id", "vmm_server"} - body.keys()
+        if missing:
+            raise ValueError(f"missing field(s) {sorted(missing)}: need vault_id (ARM id) and vmm_server (FQDN)")
+        lab.backend.settle()
+        fabric = lab.backend.register_provider(body["vault_id"], body["vmm_server"])
+        lab.save_now()
+        return JSONResponse(fabric, status_code=201)
+
+    async def state(request: Request) -> Response:
+        lab.backend.settle()
+        return JSONResponse(lab.backend.summary())
+
+    async def reset(request: Request) -> Response:
+        lab.reset()
+        return Response(status_code=204)
+
+    return [
+        Route(f"{prefix}/health", health),
+        Route(f"{prefix}/requests", guarded(requests), methods=["GET", "DELETE"]),
+        Route(f"{prefix}/faults/http", guarded(http_faults), methods=["GET", "POST", "DELETE"]),
+        Route(f"{prefix}/faults/http/{{fault_id}}", guarded(http_fault), methods=["DELETE"]),
+        Route(f"{prefix}/faults/jobs", guarded(job_faults), methods=["GET", "POST", "DELETE"]),
+        Route(f"{prefix}/providers", guarded(providers), methods=["POST"]),
+        Route(f"{prefix}/state", guarded(state)),
+        Route(f"{prefix}/reset", guarded(reset), methods=["POST"]),
+    ]
+
+
+async def _json(request: Request) -> dict:
+    try:
+        body = json.loads(await request.body() or b"{}")
+    except ValueError as exc:
+        raise ValueError(f"request body is not JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise ValueError("request body must be a JSON object")
+    return body

@@ -1,0 +1,176 @@
+"""The lab's HTTPS application: Entra ID, ARM and the /_lab/ admin API on one origin.
+
+Routing and cross-cutting concerns live here (bearer-token check, the request log, injected
+HTTP faults, persistence); what the ARM resources are and how they answer lives in
+``asr_lab.arm``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import time
+import uuid
+from pathlib import Path
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from asr_lab.arm.models import ArmBackend
+from asr_lab.arm.routes import dispatch
+from asr_lab.clock import Clock
+from asr_lab.control import HttpFaults, RequestLog
+from asr_lab.estate import Estate
+from asr_lab.identity import AppRegistration, Identity, TokenError
+from asr_lab import store
+
+log = logging.getLogger("asr_lab")
+
+ADMIN_PREFIX = "/_lab"
+_IDENTITY_PATH = re.compile(r"^/[^/]+/(oauth2|v2\.0)/")
+SAVE_DELAY_SECONDS = 0.05
+ARM_METHODS = ["GET", "PUT", "POST", "PATCH", "DELETE", "HEAD"]
+
+
+class Lab:
+    """One running lab: its state model, identity, traffic record and persistence."""
+
+    def __init__(self, state_dir: Path, estate: Estate, clock: Clock, base_url: str,
+                 registration: AppRegistration, admin_token: str, retry_after: int = 0) -> None:
+        self.state_dir = state_dir
+        self.estate = estate
+        self.clock = clock
+        self.base_url = base_url
+        self.registration = registration
+        self.admin_token = admin_token
+        self.retry_after = retry_after
+        self.identity = Identity(registration, base_url)
+        self.requests = RequestLog()
+        self.faults = HttpFaults()
+        saved = store.load_state(state_dir)
+        if saved is None:
+            self.backend = self._new_backend()
+        else:
+            self.backend = ArmBackend.from_dict(saved["arm"], estate, clock, base_url)
+            self.backend.retry_after = retry_after
+        self._saved_version = self.backend.version if saved else -1
+        self._save_task: asyncio.Task | None = None
+
+    def _new_backend(self) -> ArmBackend:
+        backend = ArmBackend(self.estate, self.clock, self.base_url)
+        backend.retry_after = self.retry_after
+        return backend
+
+    def reset(self) -> None:
+        """Back to the estate as described, no vault, no faults, empty request log."""
+        self.backend = self._new_backend()
+        self.faults.clear()
+        self.requests.clear()
+        self.save_now()
+
+    # ---- persistence ---------------------------------------------------------------------
+    def save_now(self) -> None:
+        store.save_state(self.state_dir, self.backend.to_dict())
+        self._saved_version = self.backend.version
+
+    def save_soon(self) -> None:
+        """Coalesce bursts of mutations into one write a few milliseconds later."""
+        if self.backend.version == self._saved_version or self._save_task is not None:
+            return
+
+        async def _save() -> None:
+            try:
+                await asyncio.sleep(SAVE_DELAY_SECONDS)
+                self.save_now()
+            except Exception:  # pragma: no cover - the lab keeps serving; the log says why
+                log.exception("could not save lab state to %s", self.state_dir)
+            finally:
+                self._save_task = None
+
+        self._save_task = asyncio.get_running_loop().create_task(_save())
+
+    # ---- ARM -----------------------------------------------------------------------------
+    async def arm(self, request: Request) -> Response:
+        try:
+            self.identity.check_bearer(request.headers.get("authorization"))
+        except TokenError as exc:
+            return JSONResponse(
+                {"error": {"code": exc.code, "message": exc.message}},
+                status_code=401,
+                headers={"WWW-Authenticate": self.identity.www_authenticate(),
+                         "x-ms-request-id": str(uuid.uuid4())},
+            )
+        response = await dispatch(request, self.backend)
+        self.save_soon()
+        return response
+
+
+def build_app(lab: Lab) -> Starlette:
+    from asr_lab.admin import admin_routes
+
+    routes = [
+        *admin_routes(lab, ADMIN_PREFIX),
+        Route("/{tenant}/v2.0/.well-known/openid-configuration", lab.identity.openid_configuration),
+        Route("/{tenant}/oauth2/v2.0/token", lab.identity.token, methods=["POST"]),
+        Route("/{path:path}", lab.arm, methods=ARM_METHODS),
+    ]
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        yield
+        lab.save_now()
+
+    app = Starlette(routes=routes, lifespan=lifespan)
+    return TrafficRecorder(app, lab)
+
+
+class TrafficRecorder:
+    """ASGI middleware: answer injected faults, and log every non-admin request."""
+
+    def __init__(self, app, lab: Lab) -> None:
+        self.app = app
+        self.lab = lab
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http" or scope["path"].startswith(ADMIN_PREFIX):
+            await self.app(scope, receive, send)
+            return
+        started = time.time()
+        method, path = scope["method"], scope["path"]
+        query = scope.get("query_string", b"").decode("latin-1")
+        client_request_id = _header(scope, b"x-ms-client-request-id")
+        status_holder = {"status": 500}
+        fault = self.lab.faults.take(method, path)
+        if fault is not None:
+            headers = {"x-ms-request-id": str(uuid.uuid4())}
+            if client_request_id:
+                headers["x-ms-client-request-id"] = client_request_id
+            if fault.retry_after is not None:
+                headers["Retry-After"] = str(fault.retry_after)
+            response = JSONResponse(fault.body(), status_code=fault.status, headers=headers)
+            status_holder["status"] = fault.status
+            await response(scope, receive, send)
+        else:
+            async def send_and_watch(message) -> None:
+                if message["type"] == "http.response.start":
+                    status_holder["status"] = message["status"]
+                await send(message)
+
+            await self.app(scope, receive, send_and_watch)
+        self.lab.requests.record(
+            method=method, path=path, query=query, status=status_holder["status"],
+            started=started, ended=time.time(), client_request_id=client_request_id,
+            fault_id=fault.id if fault else None,
+            service="identity" if _IDENTITY_PATH.match(path) else "arm",
+        )
+
+
+def _header(scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            return value.decode("latin-1")
+    return None

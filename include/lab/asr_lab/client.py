@@ -1,0 +1,120 @@
+"""A small client for a running lab: its endpoints and its /_lab/ admin API.
+
+Tests, the demo and benchmarks read ``endpoints.json`` through this rather than each
+parsing it their own way.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from asr_lab.store import ENDPOINTS_FILE
+
+
+class LabClient:
+    def __init__(self, endpoints: dict[str, Any]) -> None:
+        self.endpoints = endpoints
+        self._session = requests.Session()
+        # Passed on every call: requests lets REQUESTS_CA_BUNDLE override a session's verify.
+        self._verify = endpoints["ca_cert"]
+        self._session.headers["Authorization"] = f"Bearer {endpoints['admin_token']}"
+
+    @classmethod
+    def from_state_dir(cls, state_dir: str | Path, wait_seconds: float = 0) -> "LabClient":
+        path = Path(state_dir) / ENDPOINTS_FILE
+        deadline = time.monotonic() + wait_seconds
+        while not path.exists():
+            if time.monotonic() >= deadline:
+                raise FileNotFoundError(f"{path} does not exist: is the lab running with that --state-dir?")
+            time.sleep(0.05)
+        return cls(json.loads(path.read_text()))
+
+    def azure_connection(self) -> dict:
+        """The lab as an Airflow ``azure`` connection (JSON form of ``AIRFLOW_CONN_<ID>``)."""
+        e = self.endpoints
+        return {
+            "conn_type": "azure",
+            "login": e["client_id"],
+            "password": e["client_secret"],
+            "extra": {
+                "tenantId": e["tenant_id"],
+                "subscriptionId": e["subscription_id"],
+                "resource_manager_endpoint": e["arm_url"],
+                "authority_host": e["authority_url"],
+                "ca_bundle": e["ca_cert"],
+                "portal_url": e["arm_url"] + "/_lab/portal",
+            },
+        }
+
+    def __getitem__(self, key: str) -> Any:
+        return self.endpoints[key]
+
+    def _call(self, method: str, path: str, **kwargs) -> Any:
+        response = self._session.request(method, f"{self.endpoints['admin_url']}{path}", timeout=30,
+                                         verify=self._verify, **kwargs)
+        if response.status_code >= 400:
+            raise RuntimeError(f"lab admin {method} {path} -> {response.status_code}: {response.text}")
+        return response.json() if response.content else None
+
+    # request log
+    def requests(self, since: int = 0, *, method: str | None = None, path: str | None = None,
+                 mutating: bool | None = None) -> list[dict]:
+        params: dict[str, Any] = {"since": since}
+        if method:
+            params["method"] = method
+        if path:
+            params["path"] = path
+        if mutating is not None:
+            params["mutating"] = str(mutating).lower()
+        return self._call("GET", "/requests", params=params)["requests"]
+
+    def last_request_seq(self) -> int:
+        return self._call("GET", "/requests", params={"since": 10**12})["last_seq"]
+
+    def clear_requests(self) -> None:
+        self._call("DELETE", "/requests")
+
+    # faults
+    def add_http_fault(self, status: int, *, path: str = ".*", method: str = "*", count: int = 1,
+                       retry_after: int | None = None, code: str | None = None,
+                       message: str | None = None) -> dict:
+        spec = {"status": status, "path": path, "method": method, "count": count}
+        spec.update({k: v for k, v in (("retry_after", retry_after), ("code", code), ("message", message)) if v is not None})
+        return self._call("POST", "/faults/http", json=spec)
+
+    def add_job_fault(self, scenario: str, outcome: str, *, target: str | None = None,
+                      error: dict | None = None, count: int = 1) -> dict:
+        spec = {"scenario": scenario, "outcome": outcome, "count": count}
+        if target is not None:
+            spec["target"] = target
+        if error is not None:
+            spec["error"] = error
+        return self._call("POST", "/faults/jobs", json=spec)
+
+    def http_faults(self) -> list[dict]:
+        return self._call("GET", "/faults/http")["faults"]
+
+    def job_faults(self) -> list[dict]:
+        return self._call("GET", "/faults/jobs")["faults"]
+
+    def clear_faults(self) -> None:
+        self._call("DELETE", "/faults/http")
+        self._call("DELETE", "/faults/jobs")
+
+    # state
+    def register_provider(self, vault_id: str, vmm_server: str) -> dict:
+        return self._call("POST", "/providers", json={"vault_id": vault_id, "vmm_server": vmm_server})
+
+    def state(self) -> dict:
+        return self._call("GET", "/state")
+
+    def reset(self) -> None:
+        self._call("POST", "/reset")
+
+    def health(self) -> bool:
+        return self._session.get(f"{self.endpoints['admin_url']}/health", timeout=5, verify=self._verify).ok
