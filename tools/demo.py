@@ -61,7 +61,8 @@ def main() -> int:
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
             "AIRFLOW__API__PORT": str(UI_PORT),
-            "AIRFLOW__LOGGING__NAMESPACE_LEVELS": "azure=warning urllib3=error",
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://localhost:{UI_PORT}/execution/",
+            "AIRFLOW__LOGGING__NAMESPACE_LEVELS": "azure=warning urllib3=error pypsrp=warning",
             f"AIRFLOW_CONN_{LAB_CONN_ID.upper()}": json.dumps(lab.azure_connection()),
             "PATH": f"{bin_dir}:{env.get('PATH', '')}",
         })

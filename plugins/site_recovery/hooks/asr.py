@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -24,6 +25,12 @@ from azure.mgmt.recoveryservicessiterecovery.aio import (
 from azure.mgmt.recoveryservicessiterecovery.models import Job
 
 from airflow.sdk import BaseHook
+
+# azure-core's HttpLoggingPolicy writes every request and response at INFO; in a task log
+# that buries what a DR engineer needs. [logging] namespace_levels does not reach the task
+# runner's loggers, so quieten it where the clients are built. Set the logger's level back
+# to INFO (or DEBUG) to see the wire again.
+logging.getLogger("azure.core.pipeline.policies.http_logging_policy").setLevel(logging.WARNING)
 
 
 class AsrJobState:
