@@ -63,7 +63,8 @@ def main() -> int:
             "AIRFLOW__API__PORT": str(UI_PORT),
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://localhost:{UI_PORT}/execution/",
             "AIRFLOW__LOGGING__NAMESPACE_LEVELS": "azure=warning urllib3=error pypsrp=warning",
-            f"AIRFLOW_CONN_{LAB_CONN_ID.upper()}": json.dumps(lab.azure_connection()),
+            **{f"AIRFLOW_CONN_{conn_id.upper()}": json.dumps(conn)
+               for conn_id, conn in lab.airflow_connections(LAB_CONN_ID).items()},
             "PATH": f"{bin_dir}:{env.get('PATH', '')}",
         })
         airflow_log = open(DEMO_DIR / "airflow.log", "wb")
@@ -75,7 +76,8 @@ def main() -> int:
         _wait_for_airflow(procs[-1])
         password = _admin_password(DEMO_DIR / "airflow")
         print(f"Airflow UI: http://localhost:{UI_PORT}  login: admin / {password}")
-        print(f"The lab is the Airflow connection '{LAB_CONN_ID}'. Press Ctrl-C to stop everything.", flush=True)
+        print(f"The lab is the Airflow connection '{LAB_CONN_ID}'; its Windows servers are the psrp "
+              f"connections winrm_<host>. Press Ctrl-C to stop everything.", flush=True)
         signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt))
         while all(p.poll() is None for p in procs):
             time.sleep(1)

@@ -89,6 +89,25 @@ def admin_routes(lab: "Lab", prefix: str) -> list[Route]:
         lab.backend.settle()
         return JSONResponse(lab.backend.summary())
 
+    async def winrm_invocations(request: Request) -> Response:
+        server = request.query_params.get("server")
+        entries = [entry for fqdn, windows in lab.windows.items() if server in (None, fqdn)
+                   for entry in windows.service.invocations]
+        return JSONResponse({"invocations": sorted(entries, key=lambda e: e["started"])})
+
+    async def winrm_controls(request: Request) -> Response:
+        fqdn = request.path_params["fqdn"].lower()
+        if fqdn not in lab.windows:
+            return JSONResponse({"error": f"no Windows server {fqdn!r}; known: {sorted(lab.windows)}"},
+                                status_code=404)
+        body = await _json(request)
+        controls = lab.windows[fqdn].controls
+        if "answering" in body:
+            controls.resume_answering() if body["answering"] else controls.stop_answering()
+        if "hold_pipelines" in body:
+            controls.hold_pipelines() if body["hold_pipelines"] else controls.release_pipelines()
+        return JSONResponse({"answering": not controls.unresponsive, "hold_pipelines": controls.holding_pipelines})
+
     async def reset(request: Request) -> Response:
         lab.reset()
         return Response(status_code=204)
@@ -101,6 +120,8 @@ def admin_routes(lab: "Lab", prefix: str) -> list[Route]:
         Route(f"{prefix}/faults/jobs", guarded(job_faults), methods=["GET", "POST", "DELETE"]),
         Route(f"{prefix}/providers", guarded(providers), methods=["POST"]),
         Route(f"{prefix}/state", guarded(state)),
+        Route(f"{prefix}/winrm/invocations", guarded(winrm_invocations)),
+        Route(f"{prefix}/winrm/{{fqdn}}/controls", guarded(winrm_controls), methods=["POST"]),
         Route(f"{prefix}/reset", guarded(reset), methods=["POST"]),
     ]
 

@@ -26,6 +26,7 @@ from asr_lab.clock import Clock
 from asr_lab.control import HttpFaults, RequestLog
 from asr_lab.estate import Estate
 from asr_lab.identity import AppRegistration, Identity, TokenError
+from asr_lab.onprem import OnPremState
 from asr_lab import store
 
 log = logging.getLogger("asr_lab")
@@ -54,11 +55,15 @@ class Lab:
         saved = store.load_state(state_dir)
         if saved is None:
             self.backend = self._new_backend()
+            self.onprem = OnPremState.initial(estate)
         else:
             self.backend = ArmBackend.from_dict(saved["arm"], estate, clock, base_url)
             self.backend.retry_after = retry_after
-        self._saved_version = self.backend.version if saved else -1
+            self.onprem = OnPremState.from_dict(saved["onprem"], estate)
+        self._saved_versions = self._versions() if saved else None
         self._save_task: asyncio.Task | None = None
+        #: The emulated Windows servers, by FQDN (attached by the server once it has ports).
+        self.windows: dict = {}
 
     def _new_backend(self) -> ArmBackend:
         backend = ArmBackend(self.estate, self.clock, self.base_url)
@@ -66,20 +71,28 @@ class Lab:
         return backend
 
     def reset(self) -> None:
-        """Back to the estate as described, no vault, no faults, empty request log."""
+        """Back to the estate as described: no vault, servers as built, no faults, empty logs."""
         self.backend = self._new_backend()
+        self.onprem = OnPremState.initial(self.estate)
         self.faults.clear()
         self.requests.clear()
+        for server in self.windows.values():
+            server.service.reset()
+            server.controls.resume_answering()
+            server.controls.release_pipelines()
         self.save_now()
 
     # ---- persistence ---------------------------------------------------------------------
+    def _versions(self) -> tuple[int, int]:
+        return self.backend.version, self.onprem.version
+
     def save_now(self) -> None:
-        store.save_state(self.state_dir, self.backend.to_dict())
-        self._saved_version = self.backend.version
+        store.save_state(self.state_dir, self.backend.to_dict(), self.onprem.to_dict())
+        self._saved_versions = self._versions()
 
     def save_soon(self) -> None:
         """Coalesce bursts of mutations into one write a few milliseconds later."""
-        if self.backend.version == self._saved_version or self._save_task is not None:
+        if self._versions() == self._saved_versions or self._save_task is not None:
             return
 
         async def _save() -> None:

@@ -23,6 +23,7 @@ from asr_lab.app import Lab, build_app
 from asr_lab.clock import Clock
 from asr_lab.estate import load_estate
 from asr_lab.identity import AppRegistration
+from asr_lab.windows import windows_servers
 
 DEFAULT_RETRY_AFTER_SECONDS = 30  # what ASR sends on its 202s; scaled by the time scale
 
@@ -52,8 +53,9 @@ def main(argv: list[str] | None = None) -> int:
         from asr_lab.client import LabClient
 
         client = LabClient.from_state_dir(args.state_dir, wait_seconds=args.wait)
-        store.write_json(args.output, {args.conn_id: client.azure_connection()}, private=True)
-        print(f"wrote connection '{args.conn_id}' to {args.output}")
+        connections = client.airflow_connections(args.conn_id)
+        store.write_json(args.output, connections, private=True)
+        print(f"wrote {len(connections)} connections ({', '.join(sorted(connections))}) to {args.output}")
         return 0
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
@@ -70,31 +72,47 @@ async def serve_lab(args: argparse.Namespace) -> int:
     estate = load_estate(args.estate)
     advertised = args.advertise_host or args.host
     ca_path, cert_path, key_path = pki.ensure_pki(state_dir, (advertised,))
-    secrets_doc = _load_or_create_secrets(state_dir, estate.tenant_id)
+    secrets_doc = _load_or_create_secrets(state_dir, estate)
     registration = AppRegistration(**secrets_doc["registration"])
 
     previous = store.read_json(state_dir / store.SERVER_FILE) or {}
     sock = _bind(args.host, args.arm_port if args.arm_port is not None else previous.get("arm_port", 0))
     port = sock.getsockname()[1]
-    store.write_json(state_dir / store.SERVER_FILE, {"arm_port": port})
     base_url = f"https://{_url_host(advertised)}:{port}"
     retry_after = round(DEFAULT_RETRY_AFTER_SECONDS * args.time_scale)
     lab = Lab(state_dir, estate, Clock(args.time_scale), base_url, registration,
               secrets_doc["admin_token"], retry_after=retry_after)
-    config = uvicorn.Config(
-        build_app(lab), ssl_certfile=str(cert_path), ssl_keyfile=str(key_path),
-        log_level=args.log_level, access_log=False, lifespan="on", timeout_graceful_shutdown=3,
-    )
-    server = uvicorn.Server(config)
-    server.install_signal_handlers = lambda: None  # we handle SIGINT/SIGTERM below
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, lambda: setattr(server, "should_exit", True))
+    lab.windows = windows_servers(lab, secrets_doc["winrm_username"], secrets_doc["winrm_password"])
+    winrm_sockets = {
+        fqdn: _bind(args.host, previous.get("winrm_ports", {}).get(fqdn, 0)) for fqdn in lab.windows
+    }
+    winrm_ports = {fqdn: s.getsockname()[1] for fqdn, s in winrm_sockets.items()}
+    store.write_json(state_dir / store.SERVER_FILE, {"arm_port": port, "winrm_ports": winrm_ports})
 
-    serving = asyncio.create_task(server.serve(sockets=[sock]))
-    while not server.started:
+    tls = {"ssl_certfile": str(cert_path), "ssl_keyfile": str(key_path)}
+    servers = [(uvicorn.Server(uvicorn.Config(
+        build_app(lab), log_level=args.log_level, access_log=False, lifespan="on", timeout_graceful_shutdown=3,
+        **tls)), sock)]
+    for fqdn, winrm_sock in winrm_sockets.items():
+        # Windows answers as Microsoft-HTTPAPI/2.0; uvicorn must not add a Server header of its own.
+        config = uvicorn.Config(lab.windows[fqdn].app, log_level=args.log_level, access_log=False,
+                                lifespan="off", server_header=False, timeout_graceful_shutdown=3, **tls)
+        servers.append((uvicorn.Server(config), winrm_sock))
+    loop = asyncio.get_running_loop()
+
+    def stop_all() -> None:
+        for server, _ in servers:
+            server.should_exit = True
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop_all)
+    for server, _ in servers:
+        server.install_signal_handlers = lambda: None  # handled above, once for all servers
+    serving = asyncio.gather(*(server.serve(sockets=[s]) for server, s in servers))
+    while not all(server.started for server, _ in servers):
         if serving.done():
-            return serving.result() or 1
+            serving.result()
+            return 1
         await asyncio.sleep(0.02)
     endpoints = {
         "arm_url": base_url,
@@ -109,22 +127,32 @@ async def serve_lab(args: argparse.Namespace) -> int:
         "admin_url": f"{base_url}/_lab",
         "admin_token": secrets_doc["admin_token"],
         "time_scale": args.time_scale,
-        "winrm": {},
+        "winrm_username": secrets_doc["winrm_username"],
+        "winrm_password": secrets_doc["winrm_password"],
+        "winrm": {
+            fqdn: {"host": advertised, "port": winrm_ports[fqdn], "role": lab.windows[fqdn].role,
+                   "url": f"https://{_url_host(advertised)}:{winrm_ports[fqdn]}/wsman"}
+            for fqdn in lab.windows
+        },
     }
     store.write_json(state_dir / store.ENDPOINTS_FILE, endpoints, private=True)
-    print(f"asr-lab ready: ARM at {base_url} (time scale {args.time_scale}); "
-          f"endpoints in {state_dir / store.ENDPOINTS_FILE}", flush=True)
+    print(f"asr-lab ready: ARM at {base_url}, {len(lab.windows)} Windows servers over WinRM "
+          f"(time scale {args.time_scale}); endpoints in {state_dir / store.ENDPOINTS_FILE}", flush=True)
     await serving
     (state_dir / store.ENDPOINTS_FILE).unlink(missing_ok=True)
     return 0
 
 
-def _load_or_create_secrets(state_dir: Path, tenant_id: str) -> dict:
+def _load_or_create_secrets(state_dir: Path, estate) -> dict:
+    """The app registration, admin token and WinRM account, made once per state dir."""
     path = state_dir / store.SECRETS_FILE
     doc = store.read_json(path)
-    if doc is None or doc["registration"]["tenant_id"] != tenant_id:
-        doc = {"registration": AppRegistration.create(tenant_id).__dict__,
-               "admin_token": secrets.token_urlsafe(24)}
+    if doc is None or doc["registration"]["tenant_id"] != estate.tenant_id:
+        domain = estate.sites[0].vmm.service_account.split("\\")[0]
+        doc = {"registration": AppRegistration.create(estate.tenant_id).__dict__,
+               "admin_token": secrets.token_urlsafe(24),
+               "winrm_username": f"{domain}\\svc-dr-automation",
+               "winrm_password": secrets.token_urlsafe(18)}
         store.write_json(path, doc, private=True)
     return doc
 

@@ -51,6 +51,30 @@ class LabClient:
             },
         }
 
+    def psrp_connection(self, fqdn: str, auth: str = "negotiate") -> dict:
+        """An emulated Windows server as an Airflow ``psrp`` connection (JSON form).
+
+        The psrp provider ignores a connection's port; the product's VMM hook passes it on.
+        """
+        e = self.endpoints
+        server = e["winrm"][fqdn.lower()]
+        return {
+            "conn_type": "psrp", "host": server["host"], "port": server["port"],
+            "login": e["winrm_username"], "password": e["winrm_password"],
+            "extra": {"auth": auth, "cert_validation": e["ca_cert"], "ssl": True},
+        }
+
+    def airflow_connections(self, azure_conn_id: str = "azure_asr_lab") -> dict[str, dict]:
+        """Every lab endpoint as an Airflow connection: the azure one and one psrp per server.
+
+        Windows servers are named ``winrm_<host>`` after the first label of their FQDN, with
+        hyphens as underscores so the ids also work as ``AIRFLOW_CONN_<ID>`` variables.
+        """
+        connections = {azure_conn_id: self.azure_connection()}
+        for fqdn in self.endpoints["winrm"]:
+            connections[winrm_conn_id(fqdn)] = self.psrp_connection(fqdn)
+        return connections
+
     def __getitem__(self, key: str) -> Any:
         return self.endpoints[key]
 
@@ -113,8 +137,22 @@ class LabClient:
     def state(self) -> dict:
         return self._call("GET", "/state")
 
+    def winrm_invocations(self, server: str | None = None) -> list[dict]:
+        params = {"server": server.lower()} if server else {}
+        return self._call("GET", "/winrm/invocations", params=params)["invocations"]
+
+    def winrm_controls(self, fqdn: str, *, answering: bool | None = None,
+                       hold_pipelines: bool | None = None) -> dict:
+        body = {k: v for k, v in (("answering", answering), ("hold_pipelines", hold_pipelines)) if v is not None}
+        return self._call("POST", f"/winrm/{fqdn.lower()}/controls", json=body)
+
     def reset(self) -> None:
         self._call("POST", "/reset")
 
     def health(self) -> bool:
         return self._session.get(f"{self.endpoints['admin_url']}/health", timeout=5, verify=self._verify).ok
+
+
+def winrm_conn_id(fqdn: str) -> str:
+    """``vmm-ams-01.corp.example.nl`` -> ``winrm_vmm_ams_01`` (the lab's connection naming)."""
+    return "winrm_" + fqdn.split(".")[0].replace("-", "_").lower()

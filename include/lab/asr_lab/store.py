@@ -16,7 +16,7 @@ STATE_FILE = "state.json"
 SECRETS_FILE = "identity.json"
 ENDPOINTS_FILE = "endpoints.json"
 SERVER_FILE = "server.json"  # the port last served on, reused so clients' URLs stay valid
-STATE_FORMAT = 1
+STATE_FORMAT = 2
 
 
 def read_json(path: Path) -> dict | None:
@@ -53,5 +53,5 @@ def load_state(state_dir: Path) -> dict | None:
     return data
 
 
-def save_state(state_dir: Path, arm: dict) -> None:
-    write_json(state_dir / STATE_FILE, {"format": STATE_FORMAT, "arm": arm})
+def save_state(state_dir: Path, arm: dict, onprem: dict) -> None:
+    write_json(state_dir / STATE_FILE, {"format": STATE_FORMAT, "arm": arm, "onprem": onprem})
