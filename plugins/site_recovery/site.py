@@ -109,7 +109,7 @@ _LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
 _WINPATH = r'(?:[A-Za-z]:\\|\\\\[A-Za-z0-9._-]+\\[^\\/:*?"<>|\x00-\x1f]+\\?)[^/:*?"<>|\x00-\x1f]*'
 SiteName = _text("lower-case letters, digits, '_' and '-', starting with a letter, at most 64 "
                  "(it becomes part of DAG ids such as asr_deploy__<name>)", r"[a-z][a-z0-9_-]{0,63}")
-ConnId = _text("an Airflow connection id: letters, digits, '_', '.' and '-' (e.g. winrm_vmm-ams-01)",
+ConnId = _text("an Airflow connection id: letters, digits, '_', '.' and '-' (e.g. winrm_vmm_ams_01)",
                r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,249}")
 Fqdn = _text("a fully qualified host name such as vmm-ams-01.corp.example.com",
              rf"(?=.{{4,253}}$){_LABEL}(?:\.{_LABEL})+", lower=True)

@@ -75,7 +75,10 @@ def issue_vault_credentials(hook: AzureSiteRecoveryHook, resource_group_name: st
     client = hook.get_vault_client()
     vault = client.vaults.get(resource_group_name, vault_name)
     settings = hook.settings
-    certificate_name = f"{vault_name}{settings.subscription_id}-{now:%-m-%-d-%Y}-vaultcredentials"
+    # PowerShell names the certificate by day; a second issue on the same day would replace the
+    # first certificate and so void credentials another task is still using. The time keeps
+    # every issue's certificate, and with it every issued document, valid.
+    certificate_name = f"{vault_name}{settings.subscription_id}-{now:%-m-%-d-%Y-%H%M%S}-vaultcredentials"
     der = _self_signed_certificate(now)
     uploaded = client.vault_certificates.create(
         resource_group_name, vault_name, certificate_name,
@@ -134,7 +137,9 @@ def _channel_integrity_key(client, resource_group_name: str, vault_name: str) ->
     client.vault_extended_info.create_or_update(
         resource_group_name, vault_name, {"properties": {"integrityKey": key, "algorithm": "None"}},
     )
-    return key
+    # Another task may have created a key at the same moment; the vault keeps the last one
+    # written, and only that one makes valid credentials.
+    return client.vault_extended_info.get(resource_group_name, vault_name).properties.integrity_key
 
 
 def _document(*, subscription_id: str, resource_group: str, vault_name: str, resource_id: str, location: str,

@@ -102,7 +102,7 @@ class TestLabSite:
         assert side.vmm.fqdn == estate["vmm"]["fqdn"]
         assert {h.fqdn for h in side.hyperv_hosts} == {h["fqdn"] for h in estate["hosts"]}
         for server in [side.vmm, *side.hyperv_hosts]:
-            assert server.psrp_conn_id == f"winrm_{server.fqdn.split('.')[0]}"
+            assert server.psrp_conn_id == "winrm_" + server.fqdn.split('.')[0].replace('-', '_')
 
     def test_clouds_pair_every_primary_cloud_with_a_recovery_cloud(self, lab_site):
         pairs = {(c.primary_cloud, c.recovery_cloud) for c in lab_site.clouds}

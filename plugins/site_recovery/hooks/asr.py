@@ -412,6 +412,13 @@ class AzureSiteRecoveryHook(BaseHook):
         ops = self.connection.replication_policies
         return self._start(ops.begin_create, resource_group_name, vault_name, policy_name, policy_input)
 
+    def update_policy(
+        self, resource_group_name: str, vault_name: str, policy_name: str, update_input: Any
+    ) -> str | None:
+        """Start updating a replication policy (PATCH); return the ASR job name."""
+        ops = self.connection.replication_policies
+        return self._start(ops.begin_update, resource_group_name, vault_name, policy_name, update_input)
+
     def create_container_mapping(
         self,
         resource_group_name: str,

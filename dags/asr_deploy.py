@@ -1,0 +1,134 @@
+"""Deploy Azure Site Recovery for each site file: steps 1-8, from an empty vault to paired clouds.
+
+One DAG ``asr_deploy__<site>`` per file in include/sites. Every step ensures: it reads what is
+there, changes only what differs, and the summary says what changed. Re-run it at any time to
+check or repair a site. Wiring only: the steps live in plugins/site_recovery/operators.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from datetime import timedelta
+from pathlib import Path
+
+from airflow.providers.standard.operators.empty import EmptyOperator
+from airflow.providers.standard.operators.python import PythonOperator
+from airflow.sdk import DAG, Param, TaskGroup, chain
+
+from site_recovery.operators import deploy_azure as az
+from site_recovery.operators import deploy_onprem as onprem
+from site_recovery.operators.deploy_common import STEPS, fail_broken_site_file
+from site_recovery.sensors.deploy import FabricConnectedSensor, OptionalAsrJobSensor
+from site_recovery.site import load_sites
+
+log = logging.getLogger(__name__)
+DEFAULT_ARGS = {"owner": "dr-engineering", "retries": 3, "retry_delay": timedelta(seconds=30),
+                "retry_exponential_backoff": 2.0, "max_retry_delay": timedelta(minutes=10)}
+TAGS = ["asr", "deploy"]
+PARAMS = {
+    "plan_only": Param(False, type="boolean", title="Plan only",
+                       description="Only show the plan (step 1): what exists in the vault and what a full run "
+                                   "would change. Nothing is changed."),
+    "steps": Param(list(STEPS), type="array", title="Steps to run", items={"type": "string", "enum": list(STEPS)},
+                   examples=list(STEPS), values_display=STEPS,
+                   description="Steps to carry out (default: all). A step left out is skipped and reported; "
+                               "later steps still check what they need."),
+}
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9_]+", "_", text.lower()).strip("_")
+
+
+def _job_wait(task_id: str, start_task_id: str, site, timeout: timedelta) -> OptionalAsrJobSensor:
+    return OptionalAsrJobSensor(
+        task_id=task_id, azure_conn_id=site.azure.conn_id, resource_group_name=site.azure.resource_group,
+        vault_name=site.azure.vault_name, poke_interval=15, timeout=timeout.total_seconds(),
+        job_name="{{ (ti.xcom_pull(task_ids='%s') or {}).get('job_name') or '' }}" % start_task_id)
+
+
+def build(site) -> DAG:
+    name = site.name
+    with DAG(dag_id=site.dag_id("asr_deploy"), schedule=None, catchup=False, max_active_runs=1, tags=TAGS,
+             default_args=DEFAULT_ARGS, params=PARAMS, description=f"Deploy ASR for site {name}",
+             doc_md=f"{__doc__}\n\n**Site {name}**: {site.description or ''}") as dag:
+        with TaskGroup("review_architecture") as g1:
+            plan = az.review_plan(name)
+            go = az.continue_after_plan()
+            plan >> go
+        with TaskGroup("prerequisites") as g2:
+            azure = az.check_azure(name)
+            vmm = {side: onprem.vmm_prerequisites.override(task_id=f"vmm_{side}")(name, side)
+                   for side in ("primary", "recovery")}
+        with TaskGroup("plan_networking") as g3:
+            networking = onprem.check_networking(name)
+        with TaskGroup("prepare_vmm_and_hyperv") as g4:
+            host_plan = onprem.plan_hosts(name, vmm["recovery"])
+            hosts = [{"fqdn": h.fqdn, "psrp_conn_id": h.psrp_conn_id} for h in site.recovery.hyperv_hosts]
+            prepared = onprem.prepare_host.partial(site_name=name, plan=host_plan).expand(host=hosts)
+        with TaskGroup("vault") as g5:
+            vault = az.ensure_vault(name)
+        with TaskGroup("source_and_target") as g6:
+            waits, installs = [], []
+            for side in ("primary", "recovery"):
+                install = onprem.install_provider.override(task_id=f"install_provider_{side}")(name, side)
+                installs.append(install)
+                waits.append(install >> FabricConnectedSensor(
+                    task_id=f"wait_fabric_{side}", site_name=name, side=side, poke_interval=15,
+                    timeout=site.timeouts.provider_registration.total_seconds()))
+            agents = onprem.install_agents(name)
+            waits >> agents
+            # One server at a time: each install issues vault credentials, and the vault's first
+            # channel integrity key must exist before the second server's credentials are built.
+            installs[0] >> installs[1]
+        with TaskGroup("network_mapping") as g7:
+            mapping_ids = []
+            for i, m in enumerate(site.network_mappings):
+                slug = _slug(m.primary_network)
+                start = az.ensure_network_mapping.override(task_id=f"ensure_{slug}")(name, i)
+                mapping_ids.append(f"network_mapping.ensure_{slug}")
+                start >> _job_wait(f"wait_{slug}", mapping_ids[-1], site, site.timeouts.asr_job)
+        with TaskGroup("replication_policy_and_pairing") as g8:
+            policy = az.ensure_policy(name)
+            policy_wait = _job_wait("wait_policy", "replication_policy_and_pairing.ensure_policy", site,
+                                    site.timeouts.asr_job)
+            policy >> policy_wait
+            pairing_ids = []
+            for i, c in enumerate(site.clouds):
+                slug = _slug(c.primary_cloud)
+                start = az.ensure_pairing.override(task_id=f"pair_{slug}")(name, i)
+                pairing_ids.append(f"replication_policy_and_pairing.pair_{slug}")
+                policy_wait >> start >> _job_wait(f"wait_pair_{slug}", pairing_ids[-1], site, site.timeouts.asr_job)
+        record_ids = ["review_architecture.review_plan", "prerequisites.check_azure", "prerequisites.vmm_primary",
+                      "prerequisites.vmm_recovery", "plan_networking.check_networking",
+                      "prepare_vmm_and_hyperv.prepare_host", "vault.ensure_vault",
+                      "source_and_target.install_provider_primary", "source_and_target.install_provider_recovery",
+                      "source_and_target.install_agents", *mapping_ids,
+                      "replication_policy_and_pairing.ensure_policy", *pairing_ids]
+        done = az.summary(name, record_ids)
+        # The summary runs whatever happened; this leaf keeps a failed step from passing as a successful run.
+        complete = EmptyOperator(task_id="deployment_complete")
+        chain(g1, g2, g3, g4, g5, g6, g7, g8, [done, complete])
+        plan >> done
+    return dag
+
+
+def build_broken(file_name: str, message: str) -> DAG:
+    stem = _slug(Path(file_name).stem) or "sites"
+    with DAG(dag_id=f"asr_deploy__{stem}", schedule=None, catchup=False, tags=[*TAGS, "broken-site-file"],
+             default_args=DEFAULT_ARGS, description=f"Site file {file_name} is invalid",
+             doc_md=f"# Site file {file_name} cannot be used\n\nFix it; this DAG then becomes its deployment "
+                    f"DAG.\n\n```\n{message}\n```") as dag:
+        PythonOperator(task_id="site_file_is_invalid", python_callable=fail_broken_site_file,
+                       op_kwargs={"message": message}, retries=1)
+    return dag
+
+
+_sites, _errors = load_sites()
+for _site in _sites.values():
+    globals()[_site.dag_id("asr_deploy")] = build(_site)
+for _file, _message in _errors.items():
+    log.error("Site file %s is invalid, its deployment DAG only reports the error:\n%s", _file, _message)
+    _broken = build_broken(_file, _message)
+    globals()[_broken.dag_id] = _broken
