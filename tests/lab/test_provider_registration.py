@@ -122,3 +122,12 @@ def test_tampered_credentials_are_refused(lab, primary_vmm, azure):
     with pytest.raises(VmmScriptError, match="tampered"):
         install_provider(primary_vmm, tampered)
     assert list(asr_client(lab).replication_fabrics.list(vault.resource_group, vault.name)) == []
+
+
+def test_credentials_stay_valid_when_more_are_issued_before_they_are_used(lab, primary_vmm, azure):
+    # Two tasks issuing credentials for two servers of one vault must not void each other.
+    vault = create_vault(lab)
+    first = issue_vault_credentials(azure, vault.resource_group, vault.name)
+    issue_vault_credentials(azure, vault.resource_group, vault.name, now=datetime.now(timezone.utc) + timedelta(seconds=1))
+
+    assert install_provider(primary_vmm, first.xml).registered
