@@ -156,7 +156,7 @@ def ensure_vault(site_name: str) -> list[dict]:
 @sort_errors
 def ensure_network_mapping(site_name: str, index: int) -> dict:
     """Step 7: one VmmToVmm network mapping; start a job only when it is missing."""
-    from site_recovery.operators.deploy_vault import mapping_name, network_mapping_of, read_vault
+    from site_recovery.operators.deploy_vault import mapping_name, network_mapping_of, read_vault, running_job
 
     site = load_site_named(site_name)
     m = site.network_mappings[index]
@@ -168,6 +168,9 @@ def ensure_network_mapping(site_name: str, index: int) -> dict:
     primary, recovery = _fabrics(site, view)
     network = _find(primary.networks, m.primary_network, "VM network", site.primary.vmm.fqdn)
     target = _find(recovery.networks, m.recovery_network, "VM network", site.recovery.vmm.fqdn)
+    if (job := running_job(hook, site, "NetworkPairing", target_name=m.primary_network)):
+        return record("network_mapping", item, "created",
+                      "mapping started by an earlier run is still running; waiting on it", job)
     existing = network_mapping_of(hook, site, primary, network)
     if existing is not None:
         if (existing.properties.recovery_network_id or "").lower() == target.id.lower():
@@ -212,7 +215,7 @@ def ensure_policy(site_name: str) -> dict:
 @sort_errors
 def ensure_pairing(site_name: str, index: int) -> dict:
     """Step 8b: one cloud pairing with the site's policy; start a job only when it is missing."""
-    from site_recovery.operators.deploy_vault import container_mapping_of, mapping_name, read_vault
+    from site_recovery.operators.deploy_vault import container_mapping_of, mapping_name, read_vault, running_job
 
     site = load_site_named(site_name)
     c = site.clouds[index]
@@ -226,6 +229,9 @@ def ensure_pairing(site_name: str, index: int) -> dict:
         raise DeploymentCheckFailed(f"Policy {site.replication_policy.name} is not in the vault; run step 8 whole.")
     source = _find(primary.containers, c.primary_cloud, "Cloud", site.primary.vmm.fqdn)
     target = _find(recovery.containers, c.recovery_cloud, "Cloud", site.recovery.vmm.fqdn)
+    if (job := running_job(hook, site, "AssociateProtectionProfile", affected=("primaryCloudName", c.primary_cloud))):
+        return record("replication_policy_and_pairing", item, "created",
+                      "pairing started by an earlier run is still running; waiting on it", job)
     existing = container_mapping_of(hook, site, primary, source)
     if existing is not None:
         props = existing.properties

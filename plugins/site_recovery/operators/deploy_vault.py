@@ -112,3 +112,27 @@ def resource_provider_state(hook, subscription_id: str) -> str:
     response = hook.vault_client.send_request(request)
     response.raise_for_status()
     return response.json().get("registrationState", "Unknown")
+
+
+def running_job(hook, site, scenario: str, *, target_name: str | None = None,
+                affected: tuple[str, str] | None = None) -> str | None:
+    """The name of a job of ``scenario`` still running on this target, if an earlier run left one.
+
+    A run whose worker died after starting a job (or that was cleared while the job ran) must
+    wait on that job, not start a second one that ASR would refuse or duplicate.
+    """
+    from site_recovery.hooks.asr import AsrJobState
+
+    for job in hook.list_jobs(site.azure.resource_group, site.azure.vault_name):
+        props = job.properties
+        if props is None or props.scenario_name != scenario:
+            continue
+        if props.state not in (AsrJobState.NOT_STARTED, AsrJobState.IN_PROGRESS):
+            continue
+        if target_name is not None and (props.target_object_name or "").lower() == target_name.lower():
+            return job.name
+        if affected is not None and props.custom_details is not None:
+            details = {k.lower(): v for k, v in (props.custom_details.affected_object_details or {}).items()}
+            if (details.get(affected[0].lower()) or "").lower() == affected[1].lower():
+                return job.name
+    return None
