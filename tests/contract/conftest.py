@@ -17,36 +17,30 @@ from tests.labflows import credential as lab_credential
 
 
 @pytest.fixture
-def arm_lab(lab):
-    """The lab for one contract test, reset to the bare estate (no vault, no faults)."""
-    return lab
+def credential(lab):
+    return lab_credential(lab)
 
 
 @pytest.fixture
-def credential(arm_lab):
-    return lab_credential(arm_lab)
-
-
-@pytest.fixture
-def async_credential(arm_lab):
+def async_credential(lab):
     return AsyncClientSecretCredential(
-        arm_lab["tenant_id"], arm_lab["client_id"], arm_lab["client_secret"], authority=arm_lab["authority_url"],
-        connection_verify=arm_lab["ca_cert"], disable_instance_discovery=True,
+        lab["tenant_id"], lab["client_id"], lab["client_secret"], authority=lab["authority_url"],
+        connection_verify=lab["ca_cert"], disable_instance_discovery=True,
     )
 
 
 @pytest.fixture
-def asr(arm_lab, credential) -> SiteRecoveryManagementClient:
-    with SiteRecoveryManagementClient(credential, arm_lab["subscription_id"], **client_kwargs(arm_lab)) as client:
+def asr(lab, credential) -> SiteRecoveryManagementClient:
+    with SiteRecoveryManagementClient(credential, lab["subscription_id"], **client_kwargs(lab)) as client:
         yield client
 
 
 @pytest.fixture
-def rsv(arm_lab, credential) -> RecoveryServicesClient:
-    with RecoveryServicesClient(credential, arm_lab["subscription_id"], **client_kwargs(arm_lab)) as client:
+def rsv(lab, credential) -> RecoveryServicesClient:
+    with RecoveryServicesClient(credential, lab["subscription_id"], **client_kwargs(lab)) as client:
         yield client
 
 
 @pytest.fixture
-def runbook(arm_lab, asr, rsv) -> Runbook:
-    return Runbook(arm_lab, asr, rsv)
+def runbook(lab, asr, rsv) -> Runbook:
+    return Runbook(lab, asr, rsv)

@@ -12,7 +12,7 @@ pytestmark = pytest.mark.lab
 
 
 @pytest.mark.asyncio
-async def test_async_drill_and_job_polling(runbook: Runbook, arm_lab, async_credential):
+async def test_async_drill_and_job_polling(runbook: Runbook, lab, async_credential):
     runbook.configured()
     runbook.enable("APP-ERP-01")[0].result()
     fabric, container, item = runbook.item_args("APP-ERP-01")
@@ -22,8 +22,8 @@ async def test_async_drill_and_job_polling(runbook: Runbook, arm_lab, async_cred
         if not captured:
             captured.append(response.http_response.headers)
 
-    async with async_credential, SiteRecoveryManagementClient(async_credential, arm_lab["subscription_id"],
-                                                              **client_kwargs(arm_lab)) as client:
+    async with async_credential, SiteRecoveryManagementClient(async_credential, lab["subscription_id"],
+                                                              **client_kwargs(lab)) as client:
         poller = await client.replication_protected_items.begin_test_failover(
             runbook.rg, runbook.vault_name, fabric, container, item, runbook.test_failover_input(),
             raw_response_hook=hook)

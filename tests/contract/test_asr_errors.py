@@ -38,9 +38,9 @@ class TestRefusals:
         with pytest.raises(ResourceNotFoundError):
             protected.asr.replication_jobs.get(protected.rg, protected.vault_name, "0f1e2d3c-0000-4000-8000-000000000000")
 
-    def test_an_api_version_the_service_does_not_know(self, arm_lab, credential):
-        with SiteRecoveryManagementClient(credential, arm_lab["subscription_id"], api_version="2019-01-01",
-                                          **client_kwargs(arm_lab)) as old:
+    def test_an_api_version_the_service_does_not_know(self, lab, credential):
+        with SiteRecoveryManagementClient(credential, lab["subscription_id"], api_version="2019-01-01",
+                                          **client_kwargs(lab)) as old:
             with pytest.raises(HttpResponseError) as refused:
                 list(old.replication_fabrics.list("rg-dr-weu", "rsv-dr-weu-01"))
         assert refused.value.error.code == "NoRegisteredProviderFound"
