@@ -85,18 +85,28 @@ def test_a_server_that_stops_answering_mid_run_fails_within_the_timeout(lab, mon
     hook = hook_for(lab, monkeypatch, PRIMARY_VMM, extra={"reconnection_retries": 1, "reconnection_backoff": 0.5},
                     operation_timeout=1, read_timeout=2)
     lab.winrm_controls(PRIMARY_VMM, hold_pipelines=True)  # the script starts, then produces nothing
-    # ... and a moment later the server goes silent altogether, as a hung WinRM service does.
-    silence = threading.Timer(1.5, lambda: lab.winrm_controls(PRIMARY_VMM, answering=False))
+    # ... and once the server has accepted it, the server goes silent altogether, as a hung WinRM service does.
+    accepted = threading.Event()
+
+    def silence_once_accepted() -> None:
+        while not accepted.wait(0.05):
+            if lab.winrm_invocations(PRIMARY_VMM):
+                lab.winrm_controls(PRIMARY_VMM, answering=False)
+                accepted.set()
+
+    silencer = threading.Thread(target=silence_once_accepted, daemon=True)
     started = time.monotonic()
-    silence.start()
+    silencer.start()
     try:
         with pytest.raises(VmmTransportError) as failure:
             hook.run_script("Get-VmmInventory")
     finally:
-        silence.cancel()
+        accepted.set()
+        silencer.join()
         lab.winrm_controls(PRIMARY_VMM, answering=True, hold_pipelines=False)
     assert time.monotonic() - started < 90  # bounded: ~45 s here with these settings
     assert "did not answer within 2 s" in str(failure.value)
     assert "safe to run again" in str(failure.value)  # an inventory may be retried; an install may not
     (invocation,) = lab.winrm_invocations(PRIMARY_VMM)  # it did start: not safe to retry blindly
     assert "Get-VmmInventory" in json.dumps(invocation)
+    assert invocation["state"] in ("Running", "Completed", "Stopped")

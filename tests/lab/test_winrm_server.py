@@ -142,8 +142,8 @@ class TestPowerShell:
                 held.stop()  # the powershell/signal/ctrl_c signal
                 assert held.state == PSInvocationState.STOPPED
                 lab_winrm.controls.release_pipelines()
-                wait_until(lambda: any(i["command_id"] == held._command_id for i in lab_winrm.service.invocations),
-                           "the stopped pipeline to be logged")
+                wait_until(lambda: any(i["command_id"] == held._command_id and i["state"] != "Running"
+                                       for i in lab_winrm.service.invocations), "the stopped pipeline to end")
                 logged = [i for i in lab_winrm.service.invocations if i["command_id"] == held._command_id]
                 assert logged[0]["state"] == "Stopped"  # and its twin never ran
                 again = PowerShell(pool)

@@ -91,7 +91,7 @@ def admin_routes(lab: "Lab", prefix: str) -> list[Route]:
 
     async def winrm_invocations(request: Request) -> Response:
         server = request.query_params.get("server")
-        entries = [entry for fqdn, windows in lab.windows.items() if server in (None, fqdn)
+        entries = [dict(entry) for fqdn, windows in lab.windows.items() if server in (None, fqdn)
                    for entry in windows.service.invocations]
         return JSONResponse({"invocations": sorted(entries, key=lambda e: e["started"])})
 

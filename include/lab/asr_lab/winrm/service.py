@@ -252,11 +252,12 @@ class WinRMService:
             task.add_done_callback(self._tasks.discard)
 
     async def _run(self, shell: PowerShellShell, pipeline: PipelineRequest, user: str) -> None:
+        # Logged on arrival, so a test sees a command the server accepted even if it never finishes.
+        invocation = self._log_invocation(shell, pipeline, user)
         while self.controls.holding_pipelines and self.shells.get(shell.shell_id) is shell:
             await asyncio.sleep(POLL_INTERVAL)
-        started = time.time()
         if not self._still_running(shell, pipeline.command_id):  # stopped or closed while held: skip the twin
-            self._log_invocation(shell, pipeline, user, "Stopped", TwinResult(), started)
+            invocation.update(state="Stopped", ended=time.time())
             return
         try:
             result = await run_pipeline(pipeline.statements, self.twins, self.context)
@@ -274,7 +275,7 @@ class WinRMService:
                 shell.finish(pipeline.command_id, TwinResult(terminating_error=TwinError.thrown(
                     f"The lab could not send the result: {exc}")), user)
                 state = "Failed"
-        self._log_invocation(shell, pipeline, user, state, result, started)
+        invocation.update(state=state, error_records=len(result.errors), ended=time.time())
         await self._notify()
 
     def _still_running(self, shell: PowerShellShell, command_id: str) -> bool:
@@ -283,13 +284,15 @@ class WinRMService:
         except UnknownCommand:
             return False
 
-    def _log_invocation(self, shell: PowerShellShell, pipeline: PipelineRequest, user: str, state: str,
-                        result: TwinResult, started: float) -> None:
-        self.invocations.append({
+    def _log_invocation(self, shell: PowerShellShell, pipeline: PipelineRequest, user: str) -> dict[str, Any]:
+        """Append a Running entry for a pipeline that just arrived; the caller completes it in place."""
+        invocation = {
             "server": self.server_name, "user": user, "shell_id": shell.shell_id, "command_id": pipeline.command_id,
             "commands": [command.describe() for statement in pipeline.statements for command in statement],
-            "state": state, "error_records": len(result.errors), "started": started, "ended": time.time(),
-        })
+            "state": "Running", "error_records": 0, "started": time.time(), "ended": None,
+        }
+        self.invocations.append(invocation)
+        return invocation
 
     async def _notify(self) -> None:
         async with self._changed:
