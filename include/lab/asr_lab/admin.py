@@ -1,4 +1,5 @@
-"""The /_lab/ admin API: fault injection, the request log, provider registration, reset.
+"""The /_lab/ admin API: fault injection, the request log, provider registration, lab time,
+stalled replication, reset.
 
 Everything here is for tests, the demo and DR engineers poking at the lab; none of it exists
 in Azure, which is why it sits under a reserved prefix and needs its own token.
@@ -15,9 +16,14 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from asr_lab.arm.errors import ArmError
+from asr_lab.arm.protection import ReplicationControlError
+from asr_lab.clock import non_negative_number
 
 if TYPE_CHECKING:
     from asr_lab.app import Lab
+
+#: the longest replication lag the admin API accepts (a year, in seconds)
+MAX_LAG_SECONDS = 365 * 24 * 3600
 
 
 def admin_routes(lab: "Lab", prefix: str) -> list[Route]:
@@ -108,6 +114,26 @@ def admin_routes(lab: "Lab", prefix: str) -> list[Route]:
             controls.hold_pipelines() if body["hold_pipelines"] else controls.release_pipelines()
         return JSONResponse({"answering": not controls.unresponsive, "hold_pipelines": controls.holding_pipelines})
 
+    async def clock(request: Request) -> Response:
+        """``{"time_scale": X}``: durations computed from now on use X; jobs already
+        scheduled keep their due instants (see ``ArmBackend.set_time_scale``)."""
+        if request.method == "POST":
+            lab.set_time_scale(_time_scale(await _json(request)))
+        return JSONResponse({"time_scale": lab.clock.scale})
+
+    async def replication(request: Request) -> Response:
+        """``{"paused": true, "lag_seconds": 7200}`` stalls one VM's replication; ``{"paused":
+        false}`` resumes it (see ``ArmBackend.set_replication``)."""
+        vm_name = request.path_params["vm_name"]
+        paused, lag_seconds = _replication_spec(await _json(request))
+        try:
+            items = lab.backend.set_replication(vm_name, paused, lag_seconds)
+        except ReplicationControlError as exc:
+            return JSONResponse({"error": exc.message}, status_code=exc.status)
+        lab.save_now()
+        return JSONResponse({"vm_name": items[0]["vm_name"], "paused": paused,
+                             "lag_seconds": lag_seconds if paused else None, "protected_items": items})
+
     async def reset(request: Request) -> Response:
         lab.reset()
         return Response(status_code=204)
@@ -122,6 +148,8 @@ def admin_routes(lab: "Lab", prefix: str) -> list[Route]:
         Route(f"{prefix}/state", guarded(state)),
         Route(f"{prefix}/winrm/invocations", guarded(winrm_invocations)),
         Route(f"{prefix}/winrm/{{fqdn}}/controls", guarded(winrm_controls), methods=["POST"]),
+        Route(f"{prefix}/clock", guarded(clock), methods=["GET", "POST"]),
+        Route(f"{prefix}/replication/{{vm_name}}", guarded(replication), methods=["POST"]),
         Route(f"{prefix}/reset", guarded(reset), methods=["POST"]),
     ]
 
@@ -134,3 +162,34 @@ async def _json(request: Request) -> dict:
     if not isinstance(body, dict):
         raise ValueError("request body must be a JSON object")
     return body
+
+
+def _only(body: dict, allowed: set[str]) -> None:
+    unknown = set(body) - allowed
+    if unknown:
+        raise ValueError(f"unknown field(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
+
+
+def _time_scale(body: dict) -> float:
+    _only(body, {"time_scale"})
+    if "time_scale" not in body:
+        raise ValueError("missing field 'time_scale': a number >= 0 (1 = real time, 0 = every job "
+                         "finishes on the next read)")
+    return non_negative_number(body["time_scale"], "time_scale")
+
+
+def _replication_spec(body: dict) -> tuple[bool, float]:
+    _only(body, {"paused", "lag_seconds"})
+    if "paused" not in body:
+        raise ValueError("missing field 'paused': true stalls the VM's replication, false resumes it")
+    paused = body["paused"]
+    if not isinstance(paused, bool):
+        raise ValueError(f"paused must be true or false, got {paused!r} ({type(paused).__name__})")
+    if "lag_seconds" not in body:
+        return paused, 0.0
+    if not paused:
+        raise ValueError("lag_seconds applies only when pausing (paused: true); resuming takes no lag")
+    lag = non_negative_number(body["lag_seconds"], "lag_seconds")
+    if lag > MAX_LAG_SECONDS:
+        raise ValueError(f"lag_seconds must be at most {MAX_LAG_SECONDS} (a year), got {lag:g}")
+    return paused, lag

@@ -35,6 +35,12 @@ ADMIN_PREFIX = "/_lab"
 _IDENTITY_PATH = re.compile(r"^/[^/]+/(oauth2|v2\.0)/")
 SAVE_DELAY_SECONDS = 0.05
 ARM_METHODS = ["GET", "PUT", "POST", "PATCH", "DELETE", "HEAD"]
+DEFAULT_RETRY_AFTER_SECONDS = 30  # what ASR sends on its 202s; scaled by the time scale
+
+
+def retry_after_for(scale: float) -> int:
+    """The Retry-After (whole seconds) the lab's 202s carry at time scale ``scale``."""
+    return round(DEFAULT_RETRY_AFTER_SECONDS * scale)
 
 
 class Lab:
@@ -49,6 +55,9 @@ class Lab:
         self.registration = registration
         self.admin_token = admin_token
         self.retry_after = retry_after
+        #: what ``reset`` restores after ``set_time_scale``
+        self.started_time_scale = clock.scale
+        self._started_retry_after = retry_after
         self.identity = Identity(registration, base_url)
         self.requests = RequestLog()
         self.faults = HttpFaults()
@@ -71,7 +80,11 @@ class Lab:
         return backend
 
     def reset(self) -> None:
-        """Back to the estate as described: no vault, servers as built, no faults, empty logs."""
+        """Back to the estate as described: no vault, servers as built, no faults, empty logs,
+        lab time at the scale the lab was started with."""
+        self.clock.set_scale(self.started_time_scale)
+        self.retry_after = self._started_retry_after
+        self._publish_time_scale()
         self.backend = self._new_backend()
         self.onprem = OnPremState.initial(self.estate)
         self.faults.clear()
@@ -81,6 +94,27 @@ class Lab:
             server.controls.resume_answering()
             server.controls.release_pipelines()
         self.save_now()
+
+    def set_time_scale(self, scale: float) -> None:
+        """Run lab time at ``scale`` from now on (``ArmBackend.set_time_scale`` says what moves).
+
+        The 202s' Retry-After follows the scale and ``endpoints.json`` is rewritten with the
+        new ``time_scale``. Not persisted: a restarted lab runs at its ``--time-scale``.
+
+        :raise ValueError: ``scale`` is not a finite number >= 0.
+        """
+        self.backend.set_time_scale(scale)
+        self.retry_after = self.backend.retry_after = retry_after_for(self.clock.scale)
+        self._publish_time_scale()
+        self.save_now()
+
+    def _publish_time_scale(self) -> None:
+        """Keep ``time_scale`` in endpoints.json (written by ``asr-lab serve``) current."""
+        path = self.state_dir / store.ENDPOINTS_FILE
+        endpoints = store.read_json(path)
+        if endpoints is not None and endpoints.get("time_scale") != self.clock.scale:
+            endpoints["time_scale"] = self.clock.scale
+            store.write_json(path, endpoints, private=True)
 
     # ---- persistence ---------------------------------------------------------------------
     def _versions(self) -> tuple[int, int]:

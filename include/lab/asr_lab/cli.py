@@ -19,13 +19,11 @@ from pathlib import Path
 import uvicorn
 
 from asr_lab import pki, store
-from asr_lab.app import Lab, build_app
-from asr_lab.clock import Clock
+from asr_lab.app import Lab, build_app, retry_after_for
+from asr_lab.clock import Clock, non_negative_number
 from asr_lab.estate import load_estate
 from asr_lab.identity import AppRegistration
 from asr_lab.windows import windows_servers
-
-DEFAULT_RETRY_AFTER_SECONDS = 30  # what ASR sends on its 202s; scaled by the time scale
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,7 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--state-dir", required=True, type=Path, help="where state, CA and endpoints.json live")
     serve.add_argument("--estate", type=Path, help="estate YAML (default: the packaged Contoso-like estate)")
     serve.add_argument("--time-scale", type=float, default=1.0,
-                       help="realistic durations are multiplied by this; 0 = every job finishes on the next read")
+                       help="realistic durations are multiplied by this; 0 = every job finishes on the next read "
+                            "(changeable while running: POST /_lab/clock)")
     serve.add_argument("--host", default="127.0.0.1", help="loopback address to bind (default 127.0.0.1)")
     serve.add_argument("--advertise-host", default=None,
                        help="host name clients use to reach the lab (default: --host); goes into URLs and the certificate")
@@ -67,8 +66,7 @@ def main(argv: list[str] | None = None) -> int:
 
 async def serve_lab(args: argparse.Namespace) -> int:
     state_dir: Path = args.state_dir.resolve()
-    if args.time_scale < 0:
-        raise ValueError(f"--time-scale must be >= 0, got {args.time_scale}")
+    non_negative_number(args.time_scale, "--time-scale")
     estate = load_estate(args.estate)
     advertised = args.advertise_host or args.host
     ca_path, cert_path, key_path = pki.ensure_pki(state_dir, (advertised,))
@@ -79,7 +77,7 @@ async def serve_lab(args: argparse.Namespace) -> int:
     sock = _bind(args.host, args.arm_port if args.arm_port is not None else previous.get("arm_port", 0))
     port = sock.getsockname()[1]
     base_url = f"https://{_url_host(advertised)}:{port}"
-    retry_after = round(DEFAULT_RETRY_AFTER_SECONDS * args.time_scale)
+    retry_after = retry_after_for(args.time_scale)
     lab = Lab(state_dir, estate, Clock(args.time_scale), base_url, registration,
               secrets_doc["admin_token"], retry_after=retry_after)
     lab.windows = windows_servers(lab, secrets_doc["winrm_username"], secrets_doc["winrm_password"])

@@ -10,6 +10,7 @@ import json
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import requests
 
@@ -146,8 +147,36 @@ class LabClient:
         body = {k: v for k, v in (("answering", answering), ("hold_pipelines", hold_pipelines)) if v is not None}
         return self._call("POST", f"/winrm/{fqdn.lower()}/controls", json=body)
 
+    # lab time
+    def time_scale(self) -> float:
+        """The scale the lab's time runs on now (``endpoints["time_scale"]`` may be stale)."""
+        return self._call("GET", "/clock")["time_scale"]
+
+    def set_time_scale(self, scale: float) -> float:
+        """Run lab time at ``scale`` from now on (``reset`` restores the starting scale).
+
+        Durations computed from now on use it; a job task already running keeps its due time.
+        """
+        current = self._call("POST", "/clock", json={"time_scale": scale})["time_scale"]
+        self.endpoints["time_scale"] = current
+        return current
+
+    # replication
+    def set_replication(self, vm_name: str, paused: bool, lag_seconds: float = 0) -> dict:
+        """Stall (``paused=True``) or resume one protected VM's Hyper-V replication.
+
+        Paused: its lastReplicatedTime freezes ``lag_seconds`` (wall-clock) in the past,
+        replication health turns Warning (Critical from a two-hour lag) with one health
+        error. Resumed: Normal again, replication runs from the resume time.
+        """
+        body: dict[str, Any] = {"paused": paused}
+        if paused or lag_seconds:
+            body["lag_seconds"] = lag_seconds
+        return self._call("POST", f"/replication/{quote(vm_name, safe='')}", json=body)
+
     def reset(self) -> None:
         self._call("POST", "/reset")
+        self.endpoints["time_scale"] = self.time_scale()
 
     def health(self) -> bool:
         return self._session.get(f"{self.endpoints['admin_url']}/health", timeout=5, verify=self._verify).ok

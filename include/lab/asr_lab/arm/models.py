@@ -19,13 +19,14 @@ import uuid
 from datetime import datetime, timezone
 from typing import Any, Callable
 
-from ..clock import Clock
+from ..clock import Clock, non_negative_number
 from ..estate import Estate
 from .errors import AsrError, AsrErrors, ResourceNotFound
 from .faults import parse_fault
 from .jobs import Job
 from .protection import ProtectionOperations
-from .state import LabState, Operation, Vault, dump_state, load_state
+from .naming import iso_seconds
+from .state import Fabric, LabState, Operation, Vault, dump_state, load_state
 from .vaults import VaultOperations
 
 JOB_TYPE = "Microsoft.RecoveryServices/vaults/replicationJobs"
@@ -73,6 +74,34 @@ class ArmBackend(ProtectionOperations, VaultOperations):
         now = self.clock.now()
         if due <= now.timestamp() and self.runner.settle(now):
             self._touch()
+
+    def set_time_scale(self, scale: float) -> None:
+        """Run lab time at ``scale`` for every duration computed from now on.
+
+        A task already in progress keeps its due instant (the job's later tasks take the
+        new scale); so does an initial replication window already open. Delta replication
+        cycles and provider heartbeats are counted from a stored instant, so that instant
+        moves to the last cycle or beat so far: neither time goes back.
+
+        :raise ValueError: ``scale`` is not a finite number >= 0.
+        """
+        scale = non_negative_number(scale)
+        self.settle()
+        now = self.now()
+        for vault in self.state.vaults.values():
+            for fabric in vault.fabrics.values():
+                fabric.heartbeat_since = self.last_heartbeat(fabric, now)
+        self._rebase_replication(now)
+        self.clock.set_scale(scale)
+        self._touch()
+
+    def last_heartbeat(self, fabric: Fabric, now: datetime) -> datetime:
+        """The provider on a VMM server heartbeats every two minutes (scaled) since registration."""
+        since = fabric.heartbeat_since or fabric.registered
+        period = self.clock.duration(120)
+        if period.total_seconds() <= 0:
+            return now
+        return since + ((now - since) // period) * period
 
     # -- persistence ----------------------------------------------------------------------
 
@@ -201,7 +230,7 @@ class ArmBackend(ProtectionOperations, VaultOperations):
         counts = {"vaults": len(self.state.vaults), "fabrics": 0, "policies": 0, "containerMappings": 0,
                   "networkMappings": 0, "protectedItems": 0, "jobs": 0}
         jobs_by_state: dict[str, int] = {}
-        in_flight, in_test_failover = [], []
+        in_flight, in_test_failover, paused = [], [], []
         for vault in self.state.vaults.values():
             counts["fabrics"] += len(vault.fabrics)
             counts["policies"] += len(vault.policies)
@@ -221,8 +250,13 @@ class ArmBackend(ProtectionOperations, VaultOperations):
                 if item.test_failover_state not in ("None", "MarkedForDeletion") or item.scenario == "TestFailover":
                     in_test_failover.append({"vault": vault.name, "item": item.name, "vm": item.vm_name,
                                              "testFailoverState": item.test_failover_state})
+                if item.replication_paused is not None:
+                    replicated = self.last_replicated(vault, item, now)
+                    paused.append({"vault": vault.name, "item": item.name, "vm": item.vm_name,
+                                   "lastReplicatedTime": iso_seconds(replicated) if replicated else None,
+                                   "replicationHealth": self.replication_health_of(vault, item, now)[0]})
         return {"counts": counts, "jobsByState": jobs_by_state, "inFlightJobs": in_flight,
-                "inTestFailover": in_test_failover, "testVms": self.test_vms(),
+                "inTestFailover": in_test_failover, "replicationPaused": paused, "testVms": self.test_vms(),
                 "faults": self.list_job_faults(), "version": self.version}
 
 

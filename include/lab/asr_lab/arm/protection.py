@@ -18,19 +18,22 @@ MarkedForDeletion / UnprotectedStatesBegin / UnplannedFailoverCommitPendingState
 UnplannedFailoverCommitted are recorded; the other transitional states use ASR's protection
 state vocabulary and are inferred. After a cleanup the recorded item keeps
 ``testFailoverState: MarkedForDeletion`` with an idle ``currentScenario``; the lab does too.
+
+Replication itself can be stalled through the lab admin API (``set_replication``): a
+condition of the Hyper-V side, independent of jobs, so job rollbacks leave it alone.
 """
 
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from ..estate import VirtualMachine
 from .base import effects
 from .errors import AsrError, AsrErrors, ResourceNotFound
 from .jobs import Job
-from .naming import derived_guid, iso
+from .naming import derived_guid, iso, iso_seconds
 from .pairing import PairingOperations, _properties
 from .state import ProtectedItem, TestVm, Vault
 
@@ -54,6 +57,23 @@ _SNAPSHOT = ("protection_state", "protection_state_description", "allowed_operat
              "replication_health")
 _SNAPSHOT_TIMES = frozenset({"scenario_start", "last_failover", "last_test_failover", "replicating_since",
                              "replicated_until"})
+
+
+#: replication health, least to most severe (``ProtectionHealth`` in the SDK)
+HEALTH_ORDER = ("None", "Normal", "Warning", "Critical")
+#: lag (wall-clock seconds) from which a stalled VM's replication health is Critical
+CRITICAL_LAG_SECONDS = 2 * 3600
+#: the health error a stalled VM carries (the lab's code; no recorded traffic shows one)
+STALLED_ERROR_CODE = "70004"
+
+
+class ReplicationControlError(Exception):
+    """A lab admin replication control that cannot apply; ``status`` is the HTTP answer."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
 
 
 def initial_replication_seconds(vm: VirtualMachine) -> float:
@@ -364,9 +384,19 @@ class ProtectionOperations(PairingOperations):
         item.replicating_since = None
 
     def last_replicated(self, vault: Vault, item: ProtectedItem, now: datetime) -> datetime | None:
-        """Delta replication cycles at the policy frequency since replication (re)started."""
+        """Delta replication cycles at the policy frequency since replication (re)started.
+
+        A stalled VM (``set_replication``) shows the instant frozen when it stalled.
+        """
         if item.replicating_since is None:
             return item.replicated_until
+        if item.paused_replicated_until is not None:
+            return item.paused_replicated_until
+        return self._replicated_by_cycles(vault, item, now)
+
+    def _replicated_by_cycles(self, vault: Vault, item: ProtectedItem, now: datetime) -> datetime:
+        """The last delta cycle before ``now`` at the current scale (replication running)."""
+        assert item.replicating_since is not None
         policy = vault.policies.get(item.policy)
         seconds = policy.settings.get("replicationFrequencyInSeconds", 300) if policy else 300
         period = self.clock.duration(seconds)
@@ -374,6 +404,106 @@ class ProtectionOperations(PairingOperations):
             return now
         cycles = (now - item.replicating_since) // period
         return item.replicating_since + cycles * period
+
+    def _rebase_replication(self, now: datetime) -> None:
+        """Count delta cycles from the last one so far (before the time scale changes), so
+        that lastReplicatedTime never goes back when the cycle length changes."""
+        for vault in self.state.vaults.values():
+            for item in vault.protected_items.values():
+                if item.replicating_since is not None:
+                    item.replicating_since = self._replicated_by_cycles(vault, item, now)
+
+    # -- stalled replication (lab admin) --------------------------------------------------
+
+    def set_replication(self, vm_name: str, paused: bool, lag_seconds: float = 0.0) -> list[dict[str, Any]]:
+        """Stall or resume Hyper-V replication of one VM, in every vault that protects it.
+
+        Stalled is what ASR shows when Hyper-V Replica stops shipping changes (replication
+        paused on the host, replica server unreachable): ``lastReplicatedTime`` freezes at
+        ``now - lag_seconds`` (or the last cycle, if earlier) and stays there; health is
+        Warning, Critical once the lag reaches ``CRITICAL_LAG_SECONDS``, and one health
+        error says so. The lag and that threshold are wall-clock seconds, not scaled:
+        they are what a readiness gate compares with its RPO target. Pausing a stalled VM
+        again re-freezes at ``now - lag_seconds``. Resuming clears the error and restarts
+        the delta cycles at the resume instant. Jobs on the item are not affected.
+
+        :param vm_name: the VM's name in the estate (case-insensitive).
+        :return: each protected item's replication as the admin API shows it.
+        :raise ReplicationControlError: 404 for an unknown or unprotected VM, 409 when a
+            VM whose replication is not running (initial replication, failed over) is paused.
+        """
+        self.settle()
+        wanted = vm_name.lower()
+        found = [(vault, item) for vault in self.state.vaults.values()
+                 for item in vault.protected_items.values() if item.vm_name.lower() == wanted]
+        if not found:
+            known = {vm.name.lower() for site in self.estate.sites for vm in site.vms}
+            if wanted not in known:
+                raise ReplicationControlError(404, f"no VM named {vm_name!r} in the estate")
+            raise ReplicationControlError(
+                404, f"VM {vm_name!r} is not protected in any vault (enable replication first)")
+        now = self.now()
+        if paused:
+            for vault, item in found:
+                if item.replicating_since is None:
+                    raise ReplicationControlError(
+                        409, f"replication of VM {item.vm_name!r} in vault {vault.name!r} is not running "
+                             f"({item.protection_state_description}); only running replication can be paused")
+        for vault, item in found:
+            if paused:
+                frozen = min(self._replicated_by_cycles(vault, item, now), now - timedelta(seconds=lag_seconds))
+                item.replication_paused = item.replication_paused or now
+                item.paused_replicated_until = frozen
+            elif item.replication_paused is not None:
+                if item.replicating_since is not None:
+                    item.replicating_since = now
+                item.replication_paused = item.paused_replicated_until = None
+        self._touch()
+        return [self.replication_status(vault, item, now) for vault, item in found]
+
+    def replication_status(self, vault: Vault, item: ProtectedItem, now: datetime) -> dict[str, Any]:
+        replicated = self.last_replicated(vault, item, now)
+        health, _ = self.replication_health_of(vault, item, now)
+        return {"vault": vault.name, "protected_item": item.name, "vm_name": item.vm_name,
+                "paused": item.replication_paused is not None,
+                "last_replicated_time": iso_seconds(replicated) if replicated else None,
+                "replication_health": health}
+
+    def replication_health_of(self, vault: Vault, item: ProtectedItem, now: datetime) -> tuple[str, list[dict]]:
+        """``replicationHealth`` and ``healthErrors`` as read at ``now``."""
+        health, errors = item.replication_health, list(item.health_errors)
+        if item.replication_paused is None or item.paused_replicated_until is None:
+            return health, errors
+        critical = (now - item.paused_replicated_until).total_seconds() >= CRITICAL_LAG_SECONDS
+        stalled = "Critical" if critical else "Warning"
+        if HEALTH_ORDER.index(stalled) > (HEALTH_ORDER.index(health) if health in HEALTH_ORDER else 0):
+            health = stalled
+        return health, [*errors, self._stalled_error(vault, item, critical)]
+
+    def _stalled_error(self, vault: Vault, item: ProtectedItem, critical: bool) -> dict[str, Any]:
+        """The health error of a stalled VM, in ASR's ``HealthError`` shape (wire order)."""
+        assert item.replication_paused is not None and item.paused_replicated_until is not None
+        site_vm = self.estate.vm(item.vm_id)
+        host = (site_vm[1].host if site_vm else "") if item.active_location == "Primary" \
+            else self._replica_host(item)
+        policy = vault.policies.get(item.policy)
+        port = policy.settings.get("replicationPort", 8083) if policy else 8083
+        return {
+            "innerHealthErrors": [], "errorSource": "VmmToVmm", "errorType": "Replication",
+            "errorLevel": "Error" if critical else "Warning", "errorCategory": "Replication",
+            "errorCode": STALLED_ERROR_CODE, "summaryMessage": "Replication is paused for the virtual machine.",
+            "errorMessage": f"Replication for virtual machine '{item.vm_name}' is paused. No changes have been "
+                            f"replicated since {iso_seconds(item.paused_replicated_until)} (UTC).",
+            "possibleCauses": f"Replication was paused on the Hyper-V host '{host}', or the host cannot reach "
+                              f"the replica server on the replication port ({port}).",
+            "recommendedAction": f"Resume replication on '{host}' (Resume-VMReplication -VMName "
+                                 f"'{item.vm_name}'). If Hyper-V reports that resynchronization is required, "
+                                 f"resynchronize the virtual machine.",
+            "creationTimeUtc": iso(item.replication_paused), "recoveryProviderErrorMessage": None,
+            "entityId": item.vm_id,
+            "errorId": derived_guid(item.incarnation, "replication-paused", iso(item.replication_paused)),
+            "customerResolvability": "Allowed",
+        }
 
     def _cancel_item_jobs(self, vault: Vault, item: ProtectedItem, at: datetime, keep: Job) -> None:
         """Cancel the item's other running jobs (initial replication; anything when purging)."""

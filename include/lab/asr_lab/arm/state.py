@@ -56,6 +56,9 @@ class Fabric:
     registered: datetime
     kek_thumbprint: str
     kek_expiry: datetime
+    #: provider heartbeats count from here (None = ``registered``); moved when the time
+    #: scale changes so the heartbeat never goes back
+    heartbeat_since: datetime | None = None
 
 
 @dataclass
@@ -139,6 +142,10 @@ class ProtectedItem:
     primary_vm_state: str = "Running"
     replica_vm_state: str = "Off"
     test_vm: TestVm | None = None
+    #: replication stalled on the Hyper-V side (lab admin control): when it stalled, and the
+    #: last replicated time frozen then; health and the health error follow when read
+    replication_paused: datetime | None = None
+    paused_replicated_until: datetime | None = None
 
 
 @dataclass

@@ -102,9 +102,7 @@ def fabric_json(b: ArmBackend, vault: Vault, fabric: Fabric) -> dict[str, Any]:
 
 def provider_json(b: ArmBackend, vault: Vault, fabric: Fabric, now: datetime) -> dict[str, Any]:
     site = b.site_of(fabric)
-    period = b.clock.duration(120)  # the provider heartbeats every two minutes
-    beats = (now - fabric.registered) // period if period.total_seconds() > 0 else 0
-    heartbeat = fabric.registered + beats * period if period.total_seconds() > 0 else now
+    heartbeat = b.last_heartbeat(fabric, now)
     expiry = fabric.registered + timedelta(days=365)
     count = sum(1 for i in vault.protected_items.values() if fabric.name in (i.fabric, i.recovery_fabric))
     return {
@@ -266,6 +264,7 @@ def protected_item_json(b: ArmBackend, vault: Vault, item: ProtectedItem, now: d
     policy = vault.policies.get(item.policy)
     base = f"replicationFabrics/{item.fabric}/replicationProtectionContainers/{item.container}"
     replicated = b.last_replicated(vault, item, now)
+    health, health_errors = b.replication_health_of(vault, item, now)
     scenario_job = b.asr_id(vault, f"replicationJobs/{item.scenario_job or 'None'}")
     props: dict[str, Any] = {
         "friendlyName": item.vm_name, "protectedItemType": "HyperVVirtualMachine",
@@ -285,8 +284,8 @@ def protected_item_json(b: ArmBackend, vault: Vault, item: ProtectedItem, now: d
         "testFailoverState": item.test_failover_state,
         "testFailoverStateDescription": item.test_failover_state_description,
         "allowedOperations": list(item.allowed_operations),
-        "replicationHealth": item.replication_health, "failoverHealth": "Normal",
-        "healthErrors": list(item.health_errors),
+        "replicationHealth": health, "failoverHealth": "Normal",
+        "healthErrors": health_errors,
         "policyId": b.asr_id(vault, f"replicationPolicies/{policy.name if policy else item.policy}"),
         "policyFriendlyName": policy.name if policy else item.policy,
     }
