@@ -241,6 +241,38 @@ class TestVmStatus(_Document):
         return f"'{self.vm_name}' on {self.host}: {self.state}, heartbeat {self.heartbeat}, {addresses}"
 
 
+# Test-TestVmEndpoint
+
+class TestVmEndpointResult(_Document):
+    """One probe of a test failover VM from the recovery VMM server: a TCP connect or an HTTP GET."""
+
+    __test__ = False  # not a pytest test class, despite the name
+
+    vm_name: str
+    kind: Literal["tcp", "http"]
+    port: int = Field(ge=1, le=65535)
+    #: the GET's path; None for tcp
+    path: str | None
+    #: the address probed; None when the VM is missing, not running or has no IPv4 address
+    address: str | None
+    #: tcp: the port accepted a connection; http: the GET answered with a status below 400
+    ok: bool
+    status_code: int | None
+    #: None when nothing was probed
+    elapsed_ms: int | None = Field(ge=0)
+    detail: str
+
+    def summary(self) -> str:
+        if self.address is None:
+            return f"{self.kind} port {self.port} on '{self.vm_name}': not probed, {self.detail}"
+        where = f"{self.kind} {self.address}:{self.port}{self.path or ''} on '{self.vm_name}'"
+        if not self.ok:
+            return f"{where}: failed after {self.elapsed_ms} ms, {self.detail}"
+        if self.kind == "http":
+            return f"{where}: HTTP {self.status_code} in {self.elapsed_ms} ms"
+        return f"{where}: open in {self.elapsed_ms} ms"
+
+
 SCRIPTS: dict[str, ScriptContract] = {
     contract.name: contract
     for contract in (
@@ -252,5 +284,6 @@ SCRIPTS: dict[str, ScriptContract] = {
         ScriptContract("Install-AsrProvider", ProviderRegistration, secret_parameters={"VaultCredentials"}),
         ScriptContract("Install-RecoveryServicesAgent", RecoveryServicesAgentInstallation),
         ScriptContract("Get-TestVmStatus", TestVmStatus, safe_to_retry=True),
+        ScriptContract("Test-TestVmEndpoint", TestVmEndpointResult, safe_to_retry=True),
     )
 }

@@ -166,6 +166,34 @@ class TestEstate:
         assert "shared" in blocked["SQL-FCI-01"][0] and "pass-through" in blocked["MES-HIST-01"][0]
         assert "Fibre Channel" in blocked["BACKUP-MEDIA-01"][0]
 
+    def test_vms_list_what_their_guests_listen_on(self):
+        vms = {vm.name: vm for vm in load_estate().primary.vms}
+        assert [(s.port, s.kind, s.status) for s in vms["SQL-PRD-01"].services] == [(1433, "tcp", None)]
+        assert [(s.port, s.kind, s.status) for s in vms["WEB-PORTAL-01"].services] == [
+            (80, "http", 200), (443, "tcp", None)]
+        assert vms["APP-ERP-02"].service(8080).status == 503 and vms["SQL-PRD-01"].service(80) is None
+        assert vms["BACKUP-MEDIA-01"].services == []  # optional
+
+    @pytest.mark.parametrize(("services", "message"), [
+        ([{"port": 80, "kind": "http"}], None),  # an http service answers 200 unless told otherwise
+        ([{"port": 1433}, {"port": 1433, "kind": "http"}], "services.1.port: port 1433 is listed twice"),
+        ([{"port": 1433, "kind": "tcp", "status": 200}], "only http services answer with a status"),
+        ([{"port": 0}], "greater than or equal to 1"),
+        ([{"port": 80, "kind": "udp"}], "Input should be 'tcp' or 'http'"),
+        ([{"port": 80, "kind": "http", "status": 700}], "less than or equal to 599"),
+    ])
+    def test_services_are_validated(self, tmp_path: Path, services, message):
+        raw = yaml.safe_load(DEFAULT_ESTATE.read_text())
+        raw["sites"][0]["vms"][3]["services"] = services
+        path = tmp_path / "estate.yaml"
+        path.write_text(yaml.safe_dump(raw))
+        if message is None:
+            assert load_estate(path).primary.vms[3].service(80).status == 200
+            return
+        with pytest.raises(ValueError, match=r"sites\.0\.vms\.3") as failure:
+            load_estate(path)
+        assert message in str(failure.value)
+
     @pytest.mark.parametrize(("edit", "field"), [
         (lambda raw: raw["sites"][0]["vms"][0].update(cloud="Platinum"), "sites.0: vms.0.cloud"),
         (lambda raw: raw.update(subscription_id="not-a-guid"), "subscription_id"),

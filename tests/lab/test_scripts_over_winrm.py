@@ -16,6 +16,7 @@ from asr_lab.client import winrm_conn_id
 from site_recovery.exceptions import VmmAuthenticationError, VmmTransportError
 from site_recovery.hooks.vmm import VmmScriptHook
 from site_recovery.scripts import SCRIPTS
+from tests.labflows import Runbook, asr_client, vault_client
 
 pytestmark = pytest.mark.lab
 PRIMARY_VMM = "vmm-ams-01.corp.meridianpack.nl"
@@ -31,6 +32,8 @@ RUNS = {
     "Install-RecoveryServicesAgent": (PRIMARY_HOST, {
         "InstallerPath": r"\\fs-ams-01.corp.meridianpack.nl\software\ASR\MARSAgentInstaller.exe"}),
     "Get-TestVmStatus": (RECOVERY_VMM, {"VmName": "ams-sql-01 - Test"}),
+    # No test failover here: "not found" is an answer (test_probing_a_drills_test_vm runs one).
+    "Test-TestVmEndpoint": (RECOVERY_VMM, {"VmName": "SQL-PRD-01 - Test", "Kind": "tcp", "Port": 1433}),
 }
 
 
@@ -69,6 +72,29 @@ def test_initializing_a_replica_host_twice_changes_nothing_the_second_time(lab, 
     first, second = hook.run_script("Initialize-HyperVReplicaHost", parameters), \
         hook.run_script("Initialize-HyperVReplicaHost", parameters)
     assert first.changed and not second.changed
+
+
+def test_probing_a_drills_test_vm(lab, monkeypatch):
+    """A test failover through the real SDK, then the drill's probes through the real VmmScriptHook."""
+    runbook = Runbook(lab, asr_client(lab), vault_client(lab)).configured()
+    runbook.enable("SQL-PRD-01")[0].result()
+    runbook.begin(runbook.asr.replication_protected_items.begin_test_failover, *runbook.item_args("SQL-PRD-01"),
+                  runbook.test_failover_input())[0].result()
+    hook = hook_for(lab, monkeypatch, RECOVERY_VMM)
+
+    def probe(**parameters):
+        return hook.run_script("Test-TestVmEndpoint", {"VmName": "SQL-PRD-01 - Test", **parameters})
+
+    status = hook.run_script("Get-TestVmStatus", {"ProtectedItemName": "SQL-PRD-01"})
+    opened, closed = probe(Kind="tcp", Port=1433, TimeoutSeconds=5), probe(Kind="tcp", Port=3389)
+    assert status.healthy and [opened.address] == status.ip_addresses
+    assert opened.ok and opened.summary() == (
+        f"tcp {opened.address}:1433 on 'SQL-PRD-01 - Test': open in {opened.elapsed_ms} ms")
+    assert not closed.ok and closed.address == opened.address and "connection refused" in closed.detail
+    not_http = probe(Kind="http", Port=1433, Path="/")
+    assert (not_http.ok, not_http.status_code) == (False, None) and not_http.detail.startswith("no HTTP answer")
+    invocations = lab.winrm_invocations(RECOVERY_VMM)
+    assert [i["state"] for i in invocations] == ["Completed"] * 4
 
 
 def test_a_wrong_password_is_a_permanent_authentication_error(lab, monkeypatch):

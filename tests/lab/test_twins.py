@@ -407,6 +407,105 @@ class TestTestVmStatus:
             "Parameter set cannot be resolved using the specified named parameters.")
 
 
+class TestTestVmEndpoint:
+    @pytest.fixture
+    def drill(self) -> tuple[World, TwinLab]:
+        """SQL-PRD-01 and APP-ERP-02 replicated, each with a running test VM on the drill network."""
+        world = World().configured()
+        for vm in ("SQL-PRD-01", "APP-ERP-02"):
+            world.protected(vm)
+            world.backend.test_failover(world.vault, *world.item_args(vm), world.test_failover_body())
+        world.finish()
+        return world, TwinLab(world)
+
+    def probe(self, lab: TwinLab, vm: str, kind: str, port: int, fqdn: str = RECOVERY_VMM, **more: Any):
+        return lab.document("Test-TestVmEndpoint", fqdn, VmName=vm, Kind=kind, Port=port, **more)
+
+    def test_a_port_the_source_vm_listens_on_is_open_on_its_test_vm(self, drill):
+        _, lab = drill
+        probe = self.probe(lab, "SQL-PRD-01 - Test", "tcp", 1433)
+        assert (probe.ok, probe.status_code, probe.path, probe.detail) == (True, None, None, "connection accepted")
+        assert ipaddress.ip_address(probe.address) in ipaddress.ip_network("192.168.250.0/24")
+        assert 1 <= probe.elapsed_ms <= 10
+        status = lab.document("Get-TestVmStatus", RECOVERY_VMM, VmName="SQL-PRD-01 - Test")
+        assert status.ip_addresses == [probe.address]
+        assert probe.summary() == f"tcp {probe.address}:1433 on 'SQL-PRD-01 - Test': open in {probe.elapsed_ms} ms"
+        assert probe == self.probe(lab, "sql-prd-01 - test", "TCP", 1433)  # the same answer every time
+
+    def test_any_other_port_refuses(self, drill):
+        _, lab = drill
+        result = lab.run("Test-TestVmEndpoint", RECOVERY_VMM, VmName="SQL-PRD-01 - Test", Kind="tcp", Port=1434)
+        probe = SCRIPTS["Test-TestVmEndpoint"].parse_output(result.output, "probe")
+        assert not probe.ok and probe.detail.startswith("connection refused")
+        assert probe.elapsed_ms is not None and probe.elapsed_ms < 10
+        assert "actively refused it" in result.verbose[-1] and not result.errors
+        assert "failed after" in probe.summary()
+
+    @pytest.mark.parametrize(("vm", "port", "ok", "status", "detail"), [
+        ("APP-ERP-02 - Test", 8080, False, 503, "HTTP 503 Service Unavailable"),  # the standby ERP node
+        ("SQL-PRD-01 - Test", 1433, False, None, "no HTTP answer: The underlying connection was closed: "
+                                                 "The connection was closed unexpectedly."),
+        ("SQL-PRD-01 - Test", 80, False, None, "no HTTP answer: Unable to connect to the remote server"),
+    ])
+    def test_http_answers_with_the_estates_status_or_not_at_all(self, drill, vm, port, ok, status, detail):
+        _, lab = drill
+        probe = self.probe(lab, vm, "http", port, Path="/health")
+        assert (probe.ok, probe.status_code, probe.detail, probe.path) == (ok, status, detail, "/health")
+
+    def test_http_on_a_listed_http_port_passes_below_400(self):
+        lab = TwinLab()  # the production VM, probed from its own VMM server
+        probe = self.probe(lab, "WEB-PORTAL-01", "http", 80, fqdn=PRIMARY_VMM)
+        assert (probe.ok, probe.status_code, probe.path, probe.address) == (True, 200, "/", "10.10.40.15")
+        assert probe.summary() == f"http 10.10.40.15:80/ on 'WEB-PORTAL-01': HTTP 200 in {probe.elapsed_ms} ms"
+        assert self.probe(lab, "WEB-PORTAL-01", "tcp", 443, fqdn=PRIMARY_VMM).ok
+
+    def test_a_missing_stopped_or_unaddressed_test_vm_is_an_answer_not_an_error(self, drill):
+        world, lab = drill
+        missing = self.probe(lab, "APP-ERP-01 - Test", "tcp", 8080)
+        assert (missing.ok, missing.address, missing.elapsed_ms) == (False, None, None)
+        assert missing.detail == f"no virtual machine named 'APP-ERP-01 - Test' on {RECOVERY_VMM}"
+        assert missing.summary() == f"tcp port 8080 on 'APP-ERP-01 - Test': not probed, {missing.detail}"
+        assert not self.probe(lab, "SQL-PRD-01 - Test", "tcp", 1433, fqdn=PRIMARY_VMM).address  # the other site
+
+        world.backend.test_failover_cleanup(world.vault, *world.item_args("SQL-PRD-01"), {"properties": {}})
+        world.finish()
+        assert "no virtual machine" in self.probe(lab, "SQL-PRD-01 - Test", "tcp", 1433).detail
+
+        world.protected("APP-ERP-01")
+        world.backend.test_failover(world.vault, *world.item_args("APP-ERP-01"), world.test_failover_body())
+        world.advance(41)  # the test VM is created, not yet booted
+        off = self.probe(lab, "APP-ERP-01 - Test", "http", 8080)
+        assert (off.ok, off.address, off.detail) == (False, None, "'APP-ERP-01 - Test' is PowerOff, not Running")
+        world.finish()
+        assert self.probe(lab, "APP-ERP-01 - Test", "http", 8080).status_code == 200
+
+    def test_a_test_vm_without_a_network_has_no_address(self):
+        world = World().configured()
+        world.protected("SQL-PRD-01")
+        world.backend.test_failover(world.vault, *world.item_args("SQL-PRD-01"), world.test_failover_body(None))
+        world.finish()
+        probe = self.probe(TwinLab(world), "SQL-PRD-01 - Test", "tcp", 1433)
+        assert (probe.ok, probe.address) == (False, None) and "has no IPv4 address" in probe.detail
+
+    def test_parameters_are_validated_as_the_param_block_does(self, lab: TwinLab):
+        def failure(**parameters: Any) -> str:
+            return lab.failure("Test-TestVmEndpoint", RECOVERY_VMM, **{"VmName": "X - Test", **parameters})
+
+        assert "does not belong to the set \"tcp,http\"" in failure(Kind="udp", Port=53)
+        assert "maximum allowed range of 65535" in failure(Kind="tcp", Port=70000)
+        assert "minimum allowed range of 1" in failure(Kind="tcp", Port=1, TimeoutSeconds=0)
+        assert "does not match the \"^/\\S*$\" pattern" in failure(Kind="http", Port=80, Path="health")
+        assert failure(Kind="tcp") == (
+            "Cannot process command because of one or more missing mandatory parameters: Port.")
+        assert "module 'virtualmachinemanager'" in lab.failure("Test-TestVmEndpoint", RECOVERY_HOST, VmName="X",
+                                                               Kind="tcp", Port=1)
+
+    def test_a_path_on_a_tcp_probe_is_ignored_with_a_warning(self, lab: TwinLab):
+        result = lab.run("Test-TestVmEndpoint", PRIMARY_VMM, VmName="SQL-PRD-01", Kind="tcp", Port=1433, Path="/x")
+        assert result.warning == ["-Path is for http probes; a tcp probe ignores '/x'."]
+        assert SCRIPTS["Test-TestVmEndpoint"].parse_output(result.output, "probe").path is None
+
+
 class TestOnPremState:
     def test_saved_state_comes_back_and_follows_the_estate(self, lab: TwinLab):
         lab.document("Initialize-HyperVReplicaHost", RECOVERY_HOST, StoragePath="D:\\Replica")

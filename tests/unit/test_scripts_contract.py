@@ -223,6 +223,9 @@ REALISTIC_RUNS = [
     ("Initialize-HyperVReplicaHost", RECOVERY_HOST, {"StoragePath": "C:\\ClusterStorage\\Replica01"}),
     ("Install-RecoveryServicesAgent", RECOVERY_HOST, {"InstallerPath": "C:\\Install\\MARSAgentInstaller.exe"}),
     ("Get-TestVmStatus", RECOVERY_VMM, {"ProtectedItemName": "APP-ERP-01"}),
+    ("Test-TestVmEndpoint", RECOVERY_VMM, {"VmName": "SQL-PRD-01 - Test", "Kind": "tcp", "Port": 1433}),
+    ("Test-TestVmEndpoint", PRIMARY_VMM, {"VmName": "WEB-PORTAL-01", "Kind": "http", "Port": "80",
+                                          "Path": "/health", "TimeoutSeconds": 5}),
 ]
 
 

@@ -121,6 +121,31 @@ class Nic(_Frozen):
         return self.ip_address is not None
 
 
+class Service(_Frozen):
+    """A port the VM's guest listens on, which a drill's probe (Test-TestVmEndpoint) finds open.
+
+    ``tcp`` accepts connections; ``http`` also answers every GET with ``status`` (200 unless
+    said otherwise). A port the VM does not list refuses connections.
+    """
+
+    port: int = Field(ge=1, le=65535)
+    kind: Literal["tcp", "http"] = "tcp"
+    status: int | None = Field(None, ge=100, le=599)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _http_answers_200_by_default(cls, data: object) -> object:
+        if isinstance(data, dict) and data.get("kind") == "http" and data.get("status") is None:
+            return {**data, "status": 200}
+        return data
+
+    @model_validator(mode="after")
+    def _status_is_for_http(self) -> Service:
+        if self.kind == "tcp" and self.status is not None:
+            raise ValueError(f"status: port {self.port} is a tcp service; only http services answer with a status")
+        return self
+
+
 class VirtualMachine(_Frozen):
     id: Guid
     name: str
@@ -135,6 +160,20 @@ class VirtualMachine(_Frozen):
     disks: list[Disk] = Field(min_length=1)
     nics: list[Nic] = Field(default_factory=list)
     fibre_channel_adapter: bool = False
+    services: list[Service] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _one_service_per_port(self) -> VirtualMachine:
+        seen: set[int] = set()
+        for i, service in enumerate(self.services):
+            if service.port in seen:
+                raise ValueError(f"services.{i}.port: port {service.port} is listed twice")
+            seen.add(service.port)
+        return self
+
+    def service(self, port: int) -> Service | None:
+        """What listens on ``port`` in the guest, or None (connections are refused)."""
+        return next((s for s in self.services if s.port == port), None)
 
     @property
     def has_shared_vhd(self) -> bool:

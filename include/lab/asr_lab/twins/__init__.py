@@ -10,7 +10,8 @@ change the latter two consistently, so both faces of the lab tell one story.
 One module per script: ``inventory`` (Get-VmmInventory), ``prerequisites``
 (Test-AsrPrerequisites), ``replica_host`` (Initialize-HyperVReplicaHost), ``provider``
 (Install-AsrProvider, with ``vault_credentials``), ``mars_agent``
-(Install-RecoveryServicesAgent), ``test_vm`` (Get-TestVmStatus).
+(Install-RecoveryServicesAgent), ``test_vm`` (Get-TestVmStatus), ``endpoint``
+(Test-TestVmEndpoint).
 """
 
 from __future__ import annotations
@@ -75,10 +76,10 @@ class WindowsServerContext:
 
 def build_twins() -> ScriptTwins:
     """The registry of every script twin, by the name on the script's marker line."""
-    from asr_lab.twins import inventory, mars_agent, prerequisites, provider, replica_host, test_vm
+    from asr_lab.twins import endpoint, inventory, mars_agent, prerequisites, provider, replica_host, test_vm
 
     twins = ScriptTwins()
-    for module in (inventory, prerequisites, replica_host, provider, mars_agent, test_vm):
+    for module in (inventory, prerequisites, replica_host, provider, mars_agent, test_vm, endpoint):
         twins.register(module.twin.script_name, module.twin)
     return twins
 
