@@ -21,6 +21,7 @@ demo: $(STAMP)
 	$(VENV)/bin/python tools/demo.py
 
 test: $(STAMP)
+	@command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
 	$(VENV)/bin/python -m pytest
 
 bench: $(STAMP)
