@@ -7,22 +7,17 @@ check or repair a site. Wiring only: the steps live in plugins/site_recovery/ope
 
 from __future__ import annotations
 
-import logging
-import re
 from datetime import timedelta
-from pathlib import Path
 
 from airflow.providers.standard.operators.empty import EmptyOperator
-from airflow.providers.standard.operators.python import PythonOperator
 from airflow.sdk import DAG, Param, TaskGroup, chain
 
 from site_recovery.operators import deploy_azure as az
 from site_recovery.operators import deploy_onprem as onprem
-from site_recovery.operators.deploy_common import STEPS, fail_broken_site_file
+from site_recovery.operators.deploy_common import STEPS
 from site_recovery.sensors.deploy import FabricConnectedSensor, OptionalAsrJobSensor
-from site_recovery.site import load_sites
+from site_recovery.site_dags import publish, slug
 
-log = logging.getLogger(__name__)
 DEFAULT_ARGS = {"owner": "dr-engineering", "retries": 3, "retry_delay": timedelta(seconds=30),
                 "retry_exponential_backoff": 2.0, "max_retry_delay": timedelta(minutes=10)}
 TAGS = ["asr", "deploy"]
@@ -35,10 +30,6 @@ PARAMS = {
                    description="Steps to carry out (default: all). A step left out is skipped and reported; "
                                "later steps still check what they need."),
 }
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9_]+", "_", text.lower()).strip("_")
 
 
 def _job_wait(task_id: str, start_task_id: str, site, timeout: timedelta) -> OptionalAsrJobSensor:
@@ -85,20 +76,20 @@ def build(site) -> DAG:
         with TaskGroup("network_mapping") as g7:
             mapping_starts = []
             for i, m in enumerate(site.network_mappings):
-                slug = _slug(m.primary_network)
-                start = az.ensure_network_mapping.override(task_id=f"ensure_{slug}")(name, i)
+                key = slug(m.primary_network)
+                start = az.ensure_network_mapping.override(task_id=f"ensure_{key}")(name, i)
                 mapping_starts.append(start)
-                start >> _job_wait(f"wait_{slug}", start.operator.task_id, site, site.timeouts.asr_job)
+                start >> _job_wait(f"wait_{key}", start.operator.task_id, site, site.timeouts.asr_job)
         with TaskGroup("replication_policy_and_pairing") as g8:
             policy = az.ensure_policy(name)
             policy_wait = _job_wait("wait_policy", policy.operator.task_id, site, site.timeouts.asr_job)
             policy >> policy_wait
             pairing_starts = []
             for i, c in enumerate(site.clouds):
-                slug = _slug(c.primary_cloud)
-                start = az.ensure_pairing.override(task_id=f"pair_{slug}")(name, i)
+                key = slug(c.primary_cloud)
+                start = az.ensure_pairing.override(task_id=f"pair_{key}")(name, i)
                 pairing_starts.append(start)
-                policy_wait >> start >> _job_wait(f"wait_pair_{slug}", start.operator.task_id, site,
+                policy_wait >> start >> _job_wait(f"wait_pair_{key}", start.operator.task_id, site,
                                                   site.timeouts.asr_job)
         # The summary reads the record of every task that reports one; taken from the tasks themselves
         # so a step added above cannot be left out of it.
@@ -112,21 +103,4 @@ def build(site) -> DAG:
     return dag
 
 
-def build_broken(file_name: str, message: str) -> DAG:
-    stem = _slug(Path(file_name).stem) or "sites"
-    with DAG(dag_id=f"asr_deploy__{stem}", schedule=None, catchup=False, tags=[*TAGS, "broken-site-file"],
-             default_args=DEFAULT_ARGS, description=f"Site file {file_name} is invalid",
-             doc_md=f"# Site file {file_name} cannot be used\n\nFix it; this DAG then becomes its deployment "
-                    f"DAG.\n\n```\n{message}\n```") as dag:
-        PythonOperator(task_id="site_file_is_invalid", python_callable=fail_broken_site_file,
-                       op_kwargs={"message": message}, retries=1)
-    return dag
-
-
-_sites, _errors = load_sites()
-for _site in _sites.values():
-    globals()[_site.dag_id("asr_deploy")] = build(_site)
-for _file, _message in _errors.items():
-    log.error("Site file %s is invalid, its deployment DAG only reports the error:\n%s", _file, _message)
-    _broken = build_broken(_file, _message)
-    globals()[_broken.dag_id] = _broken
+publish(globals(), "asr_deploy", build, what="deployment", tags=TAGS, default_args=DEFAULT_ARGS)

@@ -29,6 +29,7 @@ os.environ.update(
         "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{_AIRFLOW_HOME}/airflow.db",
         "AIRFLOW__LOGGING__NAMESPACE_LEVELS": "azure=warning urllib3=error pypsrp=warning",
+        "SITE_RECOVERY_STATE_DIR": str(_AIRFLOW_HOME / "site-recovery-state"),
     }
 )
 sys.path.insert(0, str(REPO / "plugins"))

@@ -84,6 +84,11 @@ def _fmt(delta: timedelta) -> str:
     return "".join(parts)
 
 
+def format_duration(delta: timedelta) -> str:
+    """A duration as a site file writes it (``1h30m``), for messages and DAG docs."""
+    return _fmt(delta)
+
+
 # ------------------------------------------------------------------------------- value types
 def _text(rule: str, pattern: str, lower: bool = False) -> Any:
     """A string type checked against ``pattern``; the error says ``rule`` (what is allowed)."""
@@ -534,6 +539,8 @@ class Timeouts(_Model):
                                                               "test failover and its cleanup).")
     provider_registration: Duration = Field(timedelta(minutes=30), description="From provider registration to a "
                                                                                "connected fabric in the vault.")
+    poll_interval: Duration = Field(timedelta(seconds=30), description="How often a waiting task reads ASR (a job, "
+                                                                       "a protected VM, free replication slots).")
 
 
 def _first_seen(items: list, attr: str, loc: tuple, what: str) -> list[tuple[tuple, str]]:

@@ -8,52 +8,12 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from tests.dags.runs import states
+
 pytestmark = pytest.mark.lab
 
 READ_SCRIPTS = ("Get-VmmInventory", "Test-AsrPrerequisites")
 MUTATING_SCRIPTS = ("Initialize-HyperVReplicaHost", "Install-AsrProvider", "Install-RecoveryServicesAgent")
-
-
-@pytest.fixture
-def connections(lab, airflow_db, monkeypatch):
-    """Every lab endpoint as the Airflow connections `make demo` defines; the site file names them."""
-    from site_recovery.site import load_sites
-
-    site = load_sites()[0]["lab"]
-    connections = lab.airflow_connections(site.azure.conn_id)
-    for side in (site.primary, site.recovery):
-        for server in [side.vmm, *side.hyperv_hosts]:
-            assert server.psrp_conn_id in connections, f"lab.yaml names {server.psrp_conn_id}, the lab has no such connection"
-    for conn_id, conn in connections.items():
-        monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(conn))
-    return site
-
-
-@pytest.fixture
-def deploy(connections):
-    from airflow.dag_processing.dagbag import DagBag
-
-    dag = DagBag(dag_folder="dags").get_dag("asr_deploy__lab")
-    return lambda **conf: dag.test(run_conf=conf)
-
-
-@pytest.fixture
-def output(capfd, caplog):
-    """Everything the run logged so far (task log lines reach caplog or the fds depending on set-up)."""
-    caplog.set_level(logging.INFO)
-
-    def read() -> str:
-        captured = capfd.readouterr()
-        text = caplog.text + captured.out + captured.err
-        caplog.clear()
-        return text
-
-    return read
-
-
-def states(dag_run) -> dict[str, str]:
-    return {(ti.task_id.split(".")[-1] + ("" if ti.map_index < 0 else f"[{ti.map_index}]")): ti.state
-            for ti in dag_run.get_task_instances()}
 
 
 def vault_state(lab):

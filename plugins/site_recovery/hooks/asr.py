@@ -269,6 +269,19 @@ def _errors(details: list | None) -> list[dict[str, Any]]:
     return errors
 
 
+def describe_errors(errors: list[Mapping[str, Any]] | None) -> str:
+    """ASR errors (a job's, or a protected item's health errors, as summarized here) as one readable text."""
+    parts = []
+    for error in errors or []:
+        text = f"[{error.get('code')}] {error.get('message')}"
+        if error.get("possible_causes"):
+            text += f" Possible causes: {error['possible_causes']}"
+        if error.get("recommended_action"):
+            text += f" Recommended action: {error['recommended_action']}"
+        parts.append(text)
+    return "; ".join(parts)
+
+
 def summarize_job(job: Job | Mapping[str, Any]) -> dict[str, Any]:
     """
     Return a short, JSON-safe summary of an ASR job for logs, events and XCom.
@@ -298,6 +311,68 @@ def summarize_job(job: Job | Mapping[str, Any]) -> dict[str, Any]:
         "allowed_actions": list(props.allowed_actions or []),
         "tasks": tasks,
         "errors": errors,
+    }
+
+
+def _health_errors(errors: list | None) -> list[dict[str, Any]]:
+    return [
+        {
+            "code": error.error_code,
+            "message": error.error_message or error.summary_message,
+            "possible_causes": error.possible_causes,
+            "recommended_action": error.recommended_action,
+            "level": error.error_level,
+        }
+        for error in errors or []
+    ]
+
+
+def _job_name_of(job_id: str | None) -> str | None:
+    name = (job_id or "").rstrip("/").rsplit("/", 1)[-1]
+    return None if name in ("", "None") else name
+
+
+def _percent(value: Any) -> int | None:
+    try:
+        return int(float(value))
+    except (TypeError, ValueError):
+        return None
+
+
+def summarize_protected_item(item: Any) -> dict[str, Any]:
+    """
+    Return a short, JSON-safe summary of a replication protected item (a protected VM).
+
+    Holds what the enable-replication and drill DAGs decide on: protection and test failover
+    state, replication health with its errors, initial replication progress, when the VM last
+    replicated, the operation ASR is running on it (``scenario``/``scenario_job``) and what ASR
+    allows next. ASR's "None" scenario and sentinel times come back as None.
+    """
+    props = item.properties
+    details = getattr(props, "provider_specific_details", None)
+    initial = getattr(details, "initial_replication_details", None)
+    scenario = getattr(props, "current_scenario", None)
+    scenario_name = getattr(scenario, "scenario_name", None)
+    replicated = _when(getattr(details, "last_replicated_time", None))
+    tested = _when(getattr(props, "last_successful_test_failover_time", None))
+    return {
+        "name": item.name,
+        "vm": props.friendly_name,
+        "protectable_item_id": props.protectable_item_id,
+        "protection_state": props.protection_state,
+        "protection_state_description": props.protection_state_description,
+        "replication_health": props.replication_health,
+        "health_errors": _health_errors(props.health_errors),
+        "initial_replication_percent": _percent(getattr(initial, "initial_replication_progress_percentage", None)),
+        "last_replicated_time": replicated.isoformat() if replicated else None,
+        "scenario": None if scenario_name in (None, "None") else scenario_name,
+        "scenario_job": None if scenario_name in (None, "None") else _job_name_of(getattr(scenario, "job_id", None)),
+        "allowed_operations": list(props.allowed_operations or []),
+        "test_failover_state": props.test_failover_state,
+        "test_failover_state_description": props.test_failover_state_description,
+        "last_test_failover_time": tested.isoformat() if tested else None,
+        "active_location": props.active_location,
+        "recovery_cloud": props.recovery_protection_container_friendly_name,
     }
 
 
@@ -499,6 +574,29 @@ class AzureSiteRecoveryHook(BaseHook):
             resource_group_name, vault_name, fabric_name, container_name, item_name, cleanup_input,
         )
 
+    def list_protectable_items(
+        self, resource_group_name: str, vault_name: str, fabric_name: str, container_name: str
+    ) -> list[Any]:
+        """Return the VMs of a cloud (protection container) as ASR sees them, protected or not."""
+        ops = self.connection.replication_protectable_items
+        return list(ops.list_by_replication_protection_containers(
+            resource_group_name, vault_name, fabric_name, container_name))
+
+    def list_protected_items(
+        self, resource_group_name: str, vault_name: str, fabric_name: str, container_name: str
+    ) -> list[Any]:
+        """Return the protected items (replicated VMs) of a cloud."""
+        ops = self.connection.replication_protected_items
+        return list(ops.list_by_replication_protection_containers(
+            resource_group_name, vault_name, fabric_name, container_name))
+
+    def get_protected_item(
+        self, resource_group_name: str, vault_name: str, fabric_name: str, container_name: str, item_name: str
+    ) -> Any:
+        """Return one protected item; raises ``ResourceNotFoundError`` when the VM is not protected."""
+        ops = self.connection.replication_protected_items
+        return ops.get(resource_group_name, vault_name, fabric_name, container_name, item_name)
+
     # Async side (triggerer)
 
     async def aget_settings(self) -> ArmConnectionSettings:
@@ -542,6 +640,23 @@ class AzureSiteRecoveryHook(BaseHook):
         """Return one ASR job of a vault (async)."""
         client = await self.get_async_conn()
         return await client.replication_jobs.get(resource_group_name, vault_name, job_name)
+
+    async def aget_protected_item(
+        self, resource_group_name: str, vault_name: str, fabric_name: str, container_name: str, item_name: str
+    ) -> Any:
+        """Return one protected item (async); raises ``ResourceNotFoundError`` when it is not there."""
+        client = await self.get_async_conn()
+        return await client.replication_protected_items.get(
+            resource_group_name, vault_name, fabric_name, container_name, item_name)
+
+    async def alist_protected_items(
+        self, resource_group_name: str, vault_name: str, fabric_name: str, container_name: str
+    ) -> list[Any]:
+        """Return the protected items of a cloud (async)."""
+        client = await self.get_async_conn()
+        pages = client.replication_protected_items.list_by_replication_protection_containers(
+            resource_group_name, vault_name, fabric_name, container_name)
+        return [item async for item in pages]
 
     async def acancel_job(self, resource_group_name: str, vault_name: str, job_name: str) -> str:
         """Ask ASR to cancel a job without waiting for it (async); return the job name."""

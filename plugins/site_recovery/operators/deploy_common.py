@@ -117,8 +117,3 @@ def summarize(records: list[dict], links: dict[str, str]) -> str:
             lines.append(f"{title}:")
             lines += [f"  - [{r['step']}] {r['item']}: {r['detail']}" for r in some]
     return "\n".join(lines)
-
-
-def fail_broken_site_file(message: str) -> None:
-    """The one task of a broken site file's DAG: fail with the validation message, no retry."""
-    raise DeploymentCheckFailed(f"The site file cannot be used, so nothing was deployed:\n{message}")

@@ -12,6 +12,7 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 from site_recovery.hooks.asr import (
     AsrJobState,
     AzureSiteRecoveryHook,
+    describe_errors,
     is_transient,
     retry_after_seconds,
     summarize_job,
@@ -26,15 +27,8 @@ def describe_job(summary: Mapping[str, Any]) -> str:
 
 
 def _errors_text(summary: Mapping[str, Any]) -> str:
-    parts = []
-    for error in summary.get("errors") or []:
-        text = f"[{error.get('code')}] {error.get('message')}"
-        if error.get("possible_causes"):
-            text += f" Possible causes: {error['possible_causes']}"
-        if error.get("recommended_action"):
-            text += f" Recommended action: {error['recommended_action']}"
-        parts.append(text)
-    return ": " + "; ".join(parts) if parts else "."
+    text = describe_errors(summary.get("errors"))
+    return f": {text}" if text else "."
 
 
 def _event(status: str, message: str, summary: Mapping[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,82 @@
+"""Enable replication for each site file: step 9, from chosen VMs to fully protected ones.
+
+One DAG ``asr_enable_replication__<site>`` per file in include/sites. The plan reads ASR for
+the site's paired clouds and the VMs its scope names; each VM to protect gets one mapped task
+group, labelled with its name: enable (when a slot on the WAN link is free), wait for the
+EnableDr job, wait for initial replication to complete with healthy delta replication.
+Waiting happens in the triggerer, so a VM replicating for hours holds no worker slot. The
+report at the end says where every VM in scope stands. Re-run it at any time: it starts
+nothing for VMs already protected and waits on enables an earlier run left under way.
+Wiring only: the steps live in plugins/site_recovery/operators/protect.py.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from airflow.providers.standard.operators.empty import EmptyOperator
+from airflow.sdk import DAG, Param, task_group
+
+from site_recovery.operators.protect import EnableProtectionOperator, plan_protection, read_known_vms, \
+    report_protection
+from site_recovery.sensors.protection import EnableJobSensor, InitialReplicationSensor
+from site_recovery.site import format_duration
+from site_recovery.site_dags import publish
+
+DEFAULT_ARGS = {"owner": "dr-engineering", "retries": 3, "retry_delay": timedelta(seconds=30),
+                "retry_exponential_backoff": 2.0, "max_retry_delay": timedelta(minutes=10)}
+TAGS = ["asr", "enable-replication"]
+VM_LABEL = "{{ task.target.vm }}"
+
+
+def params_for(site_name: str) -> dict[str, Param]:
+    known = read_known_vms(site_name)
+    choices = {"examples": known} if known else {}  # a multi-select of the VMs the last plan found in scope
+    return {
+        "vms": Param([], type="array", title="VMs", items={"type": "string"}, **choices,
+                     description="Only these VMs (names as in VMM). Empty: every VM the site file's scope puts in "
+                                 "the paired clouds. A name the site file does not allow is an error."
+                                 + ("" if known else " The list fills in after the first run.")),
+        "dry_run": Param(False, type="boolean", title="Dry run",
+                         description="Only show the plan: which VMs would be enabled, waited on or reported. "
+                                     "Nothing is changed."),
+    }
+
+
+def build(site) -> DAG:
+    az, scope, timeouts = site.azure, site.scope, site.timeouts
+    poll = timeouts.poll_interval.total_seconds()
+    with DAG(dag_id=site.dag_id("asr_enable_replication"), schedule=None, catchup=False, max_active_runs=1,
+             tags=TAGS, default_args=DEFAULT_ARGS, params=params_for(site.name),
+             description=f"Enable ASR replication for the VMs in scope of site {site.name}",
+             doc_md=f"{__doc__}\n\n**Site {site.name}**: {site.description or ''}\n\nAt most "
+                    f"{scope.max_concurrent_initial_replications} initial replications at once; each may take "
+                    f"{format_duration(scope.initial_replication_timeout)}.") as dag:
+        plan = plan_protection(site.name)
+
+        @task_group(group_id="protect_vm")
+        def protect_vm(target):
+            enable = EnableProtectionOperator(
+                task_id="enable", site_name=site.name, target=target, map_index_template=VM_LABEL,
+                max_active_tis_per_dagrun=1)
+            wait_job = EnableJobSensor(
+                task_id="wait_enable_job", target=target, map_index_template=VM_LABEL, job_name=enable.output,
+                azure_conn_id=az.conn_id, resource_group_name=az.resource_group, vault_name=az.vault_name,
+                poke_interval=poll, timeout=scope.enable_job_timeout.total_seconds())
+            wait_ir = InitialReplicationSensor(
+                task_id="wait_initial_replication", target=target, map_index_template=VM_LABEL,
+                azure_conn_id=az.conn_id, resource_group_name=az.resource_group, vault_name=az.vault_name,
+                poke_interval=poll, timeout=scope.initial_replication_timeout.total_seconds(),
+                timeout_text=format_duration(scope.initial_replication_timeout))
+            enable >> wait_job >> wait_ir
+
+        vms = protect_vm.expand(target=plan)
+        report = report_protection(site.name)
+        # The report runs whatever happened; this leaf keeps a failed VM from passing as a successful run.
+        complete = EmptyOperator(task_id="replication_complete")
+        plan >> vms >> [report, complete]
+    return dag
+
+
+publish(globals(), "asr_enable_replication", build, what="enable-replication", tags=TAGS,
+        default_args=DEFAULT_ARGS)

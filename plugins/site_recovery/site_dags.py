@@ -1,0 +1,58 @@
+"""One DAG per site file and family, and what a broken site file's DAG looks like.
+
+Every DAG file of dags/ ends with :func:`publish`: each valid site file gets its DAG, and each
+invalid one a DAG with the same id whose only task fails with the validation message, so the
+problem shows in the UI where the DAG would be instead of hiding in the dag-processor's log.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from airflow.providers.standard.operators.python import PythonOperator
+from airflow.sdk import DAG
+
+from site_recovery.site import Site, load_sites
+
+log = logging.getLogger(__name__)
+
+
+def slug(text: str) -> str:
+    """Lower-case letters, digits and '_' only: safe in task and DAG ids."""
+    return re.sub(r"[^a-z0-9_]+", "_", text.lower()).strip("_")
+
+
+def fail_broken_site_file(message: str) -> None:
+    """The one task of a broken site file's DAG: fail with the validation message, no retry."""
+    from site_recovery.operators.deploy_common import DeploymentCheckFailed
+
+    raise DeploymentCheckFailed(f"The site file cannot be used, so nothing was done:\n{message}")
+
+
+def broken_site_dag(family: str, file_name: str, message: str, *, what: str, tags: list[str],
+                    default_args: dict[str, Any]) -> DAG:
+    """The stand-in DAG of an invalid site file: ``<family>__<file stem>``, one failing task."""
+    stem = slug(Path(file_name).stem) or "sites"
+    with DAG(dag_id=f"{family}__{stem}", schedule=None, catchup=False, tags=[*tags, "broken-site-file"],
+             default_args=default_args, description=f"Site file {file_name} is invalid",
+             doc_md=f"# Site file {file_name} cannot be used\n\nFix it; this DAG then becomes its {what} "
+                    f"DAG.\n\n```\n{message}\n```") as dag:
+        PythonOperator(task_id="site_file_is_invalid", python_callable=fail_broken_site_file,
+                       op_kwargs={"message": message}, retries=1)
+    return dag
+
+
+def publish(namespace: dict[str, Any], family: str, build: Callable[[Site], DAG], *, what: str, tags: list[str],
+            default_args: dict[str, Any]) -> None:
+    """Put one DAG per site file into ``namespace`` (a DAG file's ``globals()``)."""
+    sites, errors = load_sites()
+    for site in sites.values():
+        namespace[site.dag_id(family)] = build(site)
+    for file_name, message in errors.items():
+        log.error("Site file %s is invalid, its %s DAG only reports the error:\n%s", file_name, what, message)
+        dag = broken_site_dag(family, file_name, message, what=what, tags=tags, default_args=default_args)
+        namespace[dag.dag_id] = dag
