@@ -19,7 +19,7 @@ from airflow.sdk import DAG, Param, task_group
 
 from site_recovery.operators.protect import EnableProtectionOperator, plan_protection, read_known_vms, \
     report_protection
-from site_recovery.sensors.protection import EnableJobSensor, InitialReplicationSensor
+from site_recovery.sensors.protection import VmJobSensor, InitialReplicationSensor
 from site_recovery.site import format_duration
 from site_recovery.site_dags import publish
 
@@ -59,7 +59,7 @@ def build(site) -> DAG:
             enable = EnableProtectionOperator(
                 task_id="enable", site_name=site.name, target=target, map_index_template=VM_LABEL,
                 max_active_tis_per_dagrun=1)
-            wait_job = EnableJobSensor(
+            wait_job = VmJobSensor(
                 task_id="wait_enable_job", target=target, map_index_template=VM_LABEL, job_name=enable.output,
                 azure_conn_id=az.conn_id, resource_group_name=az.resource_group, vault_name=az.vault_name,
                 poke_interval=poll, timeout=scope.enable_job_timeout.total_seconds())

@@ -50,3 +50,7 @@ class VmmScriptInterrupted(VmmError, AirflowFailException):
 
 class VmmScriptOutputError(VmmError, AirflowFailException):
     """The script's output is not the one JSON document its contract promises: final, no retry."""
+
+
+class RequestRefused(AirflowFailException):
+    """The hook refused to send a request its caller may never make (a drill's failover, say): final."""

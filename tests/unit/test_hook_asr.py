@@ -221,6 +221,7 @@ def test_summarize_running_job_treats_placeholder_times_as_unset():
             },
         ],
         "errors": [],
+        "protected_items": [],  # no customDetails.protectedItemDetails on this job
     }
 
 

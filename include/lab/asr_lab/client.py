@@ -113,8 +113,11 @@ class LabClient:
         return self._call("POST", "/faults/http", json=spec)
 
     def add_job_fault(self, scenario: str, outcome: str, *, target: str | None = None,
-                      error: dict | None = None, count: int = 1) -> dict:
+                      error: dict | None = None, count: int = 1, task: int | str | None = None) -> dict:
+        """Bend the next ``count`` jobs of ``scenario`` (on ``target``) to ``outcome`` at ``task`` (default: the last)."""
         spec = {"scenario": scenario, "outcome": outcome, "count": count}
+        if task is not None:
+            spec["task"] = task
         if target is not None:
             spec["target"] = target
         if error is not None:

@@ -282,6 +282,20 @@ def describe_errors(errors: list[Mapping[str, Any]] | None) -> str:
     return "; ".join(parts)
 
 
+def _failover_items(details: Any) -> list[dict[str, Any]]:
+    """The VMs of a (test) failover job: test VM, network and the recovery point it used."""
+    found = []
+    for entry in getattr(details, "protected_item_details", None) or []:
+        point = _when(entry.recovery_point_time)
+        found.append({
+            "name": entry.name, "friendly_name": entry.friendly_name, "test_vm_name": entry.test_vm_friendly_name,
+            "network": entry.network_friendly_name, "network_status": entry.network_connection_status,
+            "recovery_point_id": entry.recovery_point_id,
+            "recovery_point_time": point.isoformat() if point else None,
+        })
+    return found
+
+
 def summarize_job(job: Job | Mapping[str, Any]) -> dict[str, Any]:
     """
     Return a short, JSON-safe summary of an ASR job for logs, events and XCom.
@@ -311,6 +325,7 @@ def summarize_job(job: Job | Mapping[str, Any]) -> dict[str, Any]:
         "allowed_actions": list(props.allowed_actions or []),
         "tasks": tasks,
         "errors": errors,
+        "protected_items": _failover_items(props.custom_details),
     }
 
 
@@ -391,9 +406,12 @@ class AzureSiteRecoveryHook(BaseHook):
     conn_type = "azure"
     hook_name = "Azure Site Recovery"
 
-    def __init__(self, azure_conn_id: str = default_conn_name) -> None:
+    def __init__(self, azure_conn_id: str = default_conn_name,
+                 request_guard: Callable[[str, str], bool] | None = None) -> None:
         super().__init__()
         self.azure_conn_id = azure_conn_id
+        #: ``(method, path) -> bool``; a request it answers False to is refused before it leaves
+        self.request_guard = request_guard
         self._async_settings: ArmConnectionSettings | None = None
         self._async_credential: Any = None
         self._async_conn: AsyncSiteRecoveryManagementClient | None = None
@@ -428,17 +446,31 @@ class AzureSiteRecoveryHook(BaseHook):
         """Cached Recovery Services client (vaults, vault certificates, extended info)."""
         return self.get_vault_client()
 
+    def _client_kwargs(self, settings: ArmConnectionSettings) -> dict[str, Any]:
+        kwargs = settings.client_kwargs
+        if self.request_guard is not None:
+            kwargs["raw_request_hook"] = self._check_request  # azure-core calls it before every request
+        return kwargs
+
+    def _check_request(self, pipeline_request: Any) -> None:
+        from urllib.parse import urlsplit
+
+        from site_recovery.exceptions import RequestRefused
+
+        http = pipeline_request.http_request
+        path = urlsplit(http.url).path
+        if self.request_guard is not None and not self.request_guard(http.method, path):
+            raise RequestRefused(f"Refused to send {http.method} {path}: this task may not make that call.")
+
     def get_conn(self) -> SiteRecoveryManagementClient:
         """Return a new site recovery client."""
         settings = self.settings
-        return SiteRecoveryManagementClient(
-            self.credential, settings.subscription_id, **settings.client_kwargs
-        )
+        return SiteRecoveryManagementClient(self.credential, settings.subscription_id, **self._client_kwargs(settings))
 
     def get_vault_client(self) -> RecoveryServicesClient:
         """Return a new Recovery Services client."""
         settings = self.settings
-        return RecoveryServicesClient(self.credential, settings.subscription_id, **settings.client_kwargs)
+        return RecoveryServicesClient(self.credential, settings.subscription_id, **self._client_kwargs(settings))
 
     def test_connection(self) -> tuple[bool, str]:
         """Check the connection by reading one vault of the subscription."""
@@ -622,7 +654,7 @@ class AzureSiteRecoveryHook(BaseHook):
             settings = await self.aget_settings()
             credential = await self._aget_credential()
             self._async_conn = AsyncSiteRecoveryManagementClient(
-                credential, settings.subscription_id, **settings.client_kwargs
+                credential, settings.subscription_id, **self._client_kwargs(settings)
             )
         return self._async_conn
 
@@ -632,7 +664,7 @@ class AzureSiteRecoveryHook(BaseHook):
             settings = await self.aget_settings()
             credential = await self._aget_credential()
             self._async_vault_client = AsyncRecoveryServicesClient(
-                credential, settings.subscription_id, **settings.client_kwargs
+                credential, settings.subscription_id, **self._client_kwargs(settings)
             )
         return self._async_vault_client
 

@@ -159,7 +159,23 @@ def plan_protection(site_name: str) -> list[dict[str, Any]]:
 
 
 # ---------------------------------------------------------------------------------- enable
-class EnableProtectionOperator(BaseOperator):
+class VmOperator(BaseOperator):
+    """A task about one VM of a site: mapped over the plan's targets, labelled with the VM's name.
+
+    :param site_name: The site file, read again on the worker.
+    :param target: The VM as the plan or gate described it (``vm``, ``fabric``, ``container``, ``item_name``...).
+    """
+
+    template_fields: Sequence[str] = ("target",)
+    ui_color = "#e6f1fb"
+
+    def __init__(self, *, site_name: str, target: dict[str, Any], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.site_name = site_name
+        self.target = target
+
+
+class EnableProtectionOperator(VmOperator):
     """
     Enable replication of one VM with its pairing's policy, when a slot on the WAN link is free.
 
@@ -172,14 +188,6 @@ class EnableProtectionOperator(BaseOperator):
 
     Returns the EnableDr job name to wait on, or None.
     """
-
-    template_fields: Sequence[str] = ("target",)
-    ui_color = "#e6f1fb"
-
-    def __init__(self, *, site_name: str, target: dict[str, Any], **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.site_name = site_name
-        self.target = target
 
     def execute(self, context: Context) -> str | None:
         return self._admit(deadline=None)

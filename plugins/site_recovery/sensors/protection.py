@@ -19,8 +19,8 @@ class InitialReplicationFailed(AirflowFailException):
     """A VM's initial replication failed or its protection went away: final, a retry will not change it."""
 
 
-class EnableJobSensor(OptionalAsrJobSensor):
-    """Wait on a VM's EnableDr job (none when the VM was already enabled); ``target`` labels the task."""
+class VmJobSensor(OptionalAsrJobSensor):
+    """Wait on one VM's ASR job (none when nothing was started); ``target`` (the VM) labels the mapped task."""
 
     template_fields: Sequence[str] = (*OptionalAsrJobSensor.template_fields, "target")
 

@@ -204,3 +204,71 @@ class AsrJobTrigger(BaseTrigger):
                 return
             self.log.info("Task killed: cancelling ASR job %s.", self.job_name)
             await hook.acancel_job(self.resource_group_name, self.vault_name, self.job_name)
+
+
+class AsrJobsTrigger(BaseTrigger):
+    """
+    Poll several ASR jobs until every one has ended (or ``end_time`` passes); yield one event.
+
+    For waits over a batch (a drill's cleanups): one trigger instead of one per job. The event
+    is ``{"status": "success"|"error", "message": str, "jobs": {name: job event}}``; it is an
+    error when any job failed, partially succeeded, or was still running at ``end_time``.
+    """
+
+    def __init__(self, azure_conn_id: str, resource_group_name: str, vault_name: str, job_names: list[str],
+                 poll_interval: float, end_time: float, fail_on_partial_success: bool = True) -> None:
+        super().__init__()
+        self.azure_conn_id = azure_conn_id
+        self.resource_group_name = resource_group_name
+        self.vault_name = vault_name
+        self.job_names = list(job_names)
+        self.poll_interval = poll_interval
+        self.end_time = end_time
+        self.fail_on_partial_success = fail_on_partial_success
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (f"{self.__class__.__module__}.{self.__class__.__qualname__}", {
+            "azure_conn_id": self.azure_conn_id, "resource_group_name": self.resource_group_name,
+            "vault_name": self.vault_name, "job_names": self.job_names, "poll_interval": self.poll_interval,
+            "end_time": self.end_time, "fail_on_partial_success": self.fail_on_partial_success,
+        })
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        done: dict[str, dict[str, Any]] = {}
+        last: dict[str, dict[str, Any]] = {name: {"name": name} for name in self.job_names}
+        progress = {name: JobProgress() for name in self.job_names}
+        try:
+            async with AzureSiteRecoveryHook(azure_conn_id=self.azure_conn_id) as hook:
+                while True:
+                    delay = self.poll_interval
+                    for name in [n for n in self.job_names if n not in done]:
+                        try:
+                            job = await hook.aget_job(self.resource_group_name, self.vault_name, name)
+                        except Exception as e:
+                            if not is_transient(e):
+                                raise
+                            delay = max(delay, retry_after_seconds(e) or 0)
+                            self.log.warning("Transient error on ASR job %s: %s", name, e)
+                            continue
+                        last[name] = summarize_job(job)
+                        for line in progress[name].update(last[name]):
+                            self.log.info("%s", line)
+                        event = job_event(last[name], fail_on_partial_success=self.fail_on_partial_success,
+                                          wait_on_suspended=False)
+                        if event is not None:
+                            done[name] = event
+                    if len(done) == len(self.job_names) or time.time() >= self.end_time:
+                        break
+                    await asyncio.sleep(min(delay, max(self.end_time - time.time(), 0)))
+        except Exception as e:
+            self.log.exception("Stopped waiting for ASR jobs %s.", ", ".join(self.job_names))
+            yield TriggerEvent({"status": "error", "message": f"Could not read the ASR jobs: {e}",
+                                "jobs": {n: done.get(n) or _event("error", str(e), last[n]) for n in self.job_names}})
+            return
+        for name in self.job_names:
+            if name not in done:
+                done[name] = timeout_event(last[name], self.end_time)
+        failed = [e["message"] for e in done.values() if e["status"] != "success"]
+        message = (f"{len(failed)} of {len(done)} ASR job(s) did not succeed: " + " | ".join(failed)) if failed \
+            else f"All {len(done)} ASR job(s) succeeded."
+        yield TriggerEvent({"status": "error" if failed else "success", "message": message, "jobs": done})

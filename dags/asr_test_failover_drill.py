@@ -1,0 +1,89 @@
+"""Scheduled DR drill for each site file: step 10, a test failover that always cleans up and proves it.
+
+One DAG ``asr_test_failover_drill__<site>`` per file in include/sites, on the site file's
+``drill.schedule`` (none: manual only). It cleans up what an interrupted drill left, checks each
+VM at a readiness gate, runs a test failover per VM into the isolated drill network, verifies
+each test VM on the recovery VMM (heartbeat, then the site's probes), then cleans up every test
+failover (a teardown: it runs when anything failed or the run was stopped) and proves nothing is
+left. The report (JSON + HTML, published as an Asset) gives the verdict, RTO and RPO per VM and
+the cleanup proof. A drill can never fail over, commit or reprotect: its ASR client refuses it.
+Wiring only: the steps live in plugins/site_recovery/operators/drill.py.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from airflow.providers.standard.operators.python import PythonOperator
+from airflow.sdk import DAG, CronTriggerTimetable, Param, task_group
+
+from site_recovery.notifiers import failure_callbacks
+from site_recovery.operators.drill import (
+    AsrJobsSensor, StartTestFailoverOperator, VerifyTestVmOperator, clean_leftovers, readiness_gate, start_cleanup,
+    verify_cleanup,
+)
+from site_recovery.operators.drill_report_task import check_verdict, drill_report, report_asset
+from site_recovery.sensors.protection import VmJobSensor
+from site_recovery.site_dags import publish
+
+DEFAULT_ARGS = {"owner": "dr-engineering", "retries": 2, "retry_delay": timedelta(seconds=30),
+                "retry_exponential_backoff": 2.0, "max_retry_delay": timedelta(minutes=5)}
+TAGS = ["asr", "dr-drill"]
+VM_LABEL = "{{ task.target.vm }}"
+
+
+def params_for(site) -> dict[str, Param]:
+    return {
+        "vms": Param([], type="array", title="VMs", items={"type": "string"},
+                     description="Only these protected VMs. Empty: every protected VM in the site file's scope."),
+        "test_network": Param(site.drill.test_network or "", type="string", title="Test network",
+                              description="Recovery-side VM network the test VMs join (default: drill.test_network). "
+                                          "Empty: the test VMs get no network."),
+        "allow_production_network": Param(False, type="boolean", title="Allow a production-mapped network",
+                                          description="Let the test VMs join a network that production VM networks "
+                                                      "are mapped to. Only for a deliberate, supervised drill."),
+    }
+
+
+def build(site) -> DAG:
+    az, drill, timeouts = site.azure, site.drill, site.timeouts
+    poll = timeouts.poll_interval.total_seconds()
+    schedule = CronTriggerTimetable(drill.schedule, timezone=drill.timezone) if drill.schedule else None
+    waits = {"azure_conn_id": az.conn_id, "resource_group_name": az.resource_group, "vault_name": az.vault_name,
+             "poke_interval": poll, "timeout": timeouts.asr_job.total_seconds()}
+    with DAG(dag_id=site.dag_id("asr_test_failover_drill"), schedule=schedule, catchup=False, max_active_runs=1,
+             tags=TAGS, default_args=DEFAULT_ARGS, params=params_for(site),
+             description=f"DR drill (test failover) of site {site.name}",
+             doc_md=f"{__doc__}\n\n**Site {site.name}**: {site.description or ''}") as dag:
+        leftovers = clean_leftovers(site.name)
+        wait_leftovers = AsrJobsSensor(task_id="wait_leftover_cleanup", job_names=leftovers, fail_on_error=False,
+                                       **waits)
+        gate = readiness_gate.override(trigger_rule="all_done")(site.name)
+
+        @task_group(group_id="drill_vm")
+        def drill_vm(target):
+            failover = StartTestFailoverOperator(task_id="test_failover", site_name=site.name, target=target,
+                                                 map_index_template=VM_LABEL)
+            wait = VmJobSensor(task_id="wait_test_failover", target=target, map_index_template=VM_LABEL,
+                               job_name=failover.output, **waits)
+            verify = VerifyTestVmOperator(task_id="verify_test_vm", site_name=site.name, target=target,
+                                          failover_job=wait.output, map_index_template=VM_LABEL)
+            failover >> wait >> verify
+
+        vms = drill_vm.expand(target=gate)
+        cleanup = start_cleanup(site.name)
+        wait_cleanup = AsrJobsSensor(task_id="wait_cleanup", job_names=cleanup, trigger_rule="all_done",
+                                     fail_on_error=False, **waits)
+        proof = verify_cleanup(site.name)
+        report = PythonOperator(task_id="drill_report", python_callable=drill_report, op_args=[site.name],
+                                outlets=[report_asset(site.name)], trigger_rule="all_done", retries=1)
+        verdict = PythonOperator(task_id="check_verdict", python_callable=check_verdict, op_args=[site.name],
+                                 trigger_rule="all_done",
+                                 on_failure_callback=failure_callbacks(drill.notifier))
+        leftovers >> wait_leftovers >> gate >> vms >> cleanup >> wait_cleanup >> proof >> report >> verdict
+        # The cleanup runs whatever happened to the failovers, once the gate has chosen the VMs.
+        cleanup.as_teardown(setups=gate, on_failure_fail_dagrun=True)
+    return dag
+
+
+publish(globals(), "asr_test_failover_drill", build, what="drill", tags=TAGS, default_args=DEFAULT_ARGS)
