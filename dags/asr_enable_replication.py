@@ -66,7 +66,8 @@ def build(site) -> DAG:
             wait_ir = InitialReplicationSensor(
                 task_id="wait_initial_replication", target=target, map_index_template=VM_LABEL,
                 azure_conn_id=az.conn_id, resource_group_name=az.resource_group, vault_name=az.vault_name,
-                poke_interval=poll, timeout=scope.initial_replication_timeout.total_seconds(),
+                # Initial replication takes hours: one read per two poll intervals is plenty.
+                poke_interval=2 * poll, timeout=scope.initial_replication_timeout.total_seconds(),
                 timeout_text=format_duration(scope.initial_replication_timeout))
             enable >> wait_job >> wait_ir
 

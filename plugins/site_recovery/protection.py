@@ -62,6 +62,18 @@ def is_enabling(item: Mapping[str, Any]) -> bool:
     return item.get("protection_state") in ENABLING_STATES and item.get("protection_state") not in FAILED_IR_STATES
 
 
+def running_enable_jobs_filter(fabric: str) -> str:
+    """The OData filter of a vault's running jobs on one VMM server (fabric), as Azure PowerShell builds it."""
+    return f"jobStatus eq 'InProgress' and fabricId eq '{fabric}'"
+
+
+def enabling_vms(jobs: Iterable[Mapping[str, Any]]) -> list[str]:
+    """VMs with an enable or initial replication job running, from job summaries (each VM once)."""
+    return sorted({job["target"] for job in jobs
+                   if job.get("scenario_name") in ENABLE_SCENARIOS and job.get("target")
+                   and job.get("state") in ("NotStarted", "InProgress")})
+
+
 def describe_item(item: Mapping[str, Any]) -> str:
     """One line on a protected VM: state, health, progress, last replication."""
     text = item.get("protection_state_description") or item.get("protection_state") or "unknown state"

@@ -70,6 +70,9 @@ def test_a_clean_drill_passes_and_proves_its_cleanup(protected, output, reports)
     assert [p["ok"] for p in vms["SQL-PRD-01"]["probes"]] == [True]  # tcp 1433, from the site file
     assert report["cleanup_proof"]["items_in_test_failover"] == [] and report["cleanup_proof"]["test_vms_left"] == []
     assert report["test_network"] == "DR-Drill-Isolated"
+    timings = {(t["task_id"], t["map_index"]): t for t in report["tasks"]}
+    assert timings[("drill_vm.verify_test_vm", "SQL-PRD-01")]["state"] == "success"
+    assert timings[("readiness_gate", None)]["duration_seconds"] is not None
     html = Path(report_of(run)["vms"] and next(reports.rglob("*.html"))).read_text()
     assert "PASS" in html and "SQL-PRD-01" in html
     assert "Drill verdict PASS" in log and str(reports) in log

@@ -98,6 +98,7 @@ def test_deferrable_defers_a_running_job_with_the_right_trigger_and_timeout(cont
         "poll_interval": 15,
         "fail_on_partial_success": True,
         "wait_on_suspended": True,
+        "first_poll_delay": 15,  # the sensor has just read the job: the trigger does not read it again at once
     }
 
 

@@ -24,6 +24,7 @@ KWARGS = {
     "end_time": START + 3600,
     "fail_on_partial_success": True,
     "wait_on_suspended": False,
+    "first_poll_delay": 0,
 }
 ERROR = {
     "serviceErrorDetails": {

@@ -690,6 +690,11 @@ class AzureSiteRecoveryHook(BaseHook):
             resource_group_name, vault_name, fabric_name, container_name)
         return [item async for item in pages]
 
+    async def alist_jobs(self, resource_group_name: str, vault_name: str, *, filter: str | None = None) -> list[Job]:
+        """Return the vault's ASR jobs, optionally narrowed by an OData ``filter`` (async)."""
+        client = await self.get_async_conn()
+        return [job async for job in client.replication_jobs.list(resource_group_name, vault_name, filter=filter)]
+
     async def acancel_job(self, resource_group_name: str, vault_name: str, job_name: str) -> str:
         """Ask ASR to cancel a job without waiting for it (async); return the job name."""
         client = await self.get_async_conn()

@@ -40,6 +40,22 @@ def _mapped(ti, task_id: str, count: int, key: str = "return_value") -> list[Any
     return list(pulled) + [None] * (count - len(pulled))
 
 
+def _task_timings(ti, context, targets: list[dict]) -> list[dict[str, Any]]:
+    """State and duration of every task of the run that has ended, mapped ones labelled by VM."""
+    try:
+        crumbs = list(ti.get_task_breadcrumbs(context["dag"].dag_id, context["run_id"]))
+    except Exception as exc:  # the timings are a courtesy: a report without them beats no report
+        log.warning("Could not read the run's task timings: %s", exc)
+        return []
+    rows = []
+    for crumb in crumbs:
+        index = crumb.get("map_index")
+        label = targets[index]["vm"] if isinstance(index, int) and 0 <= index < len(targets) else None
+        rows.append({"task_id": crumb.get("task_id"), "map_index": label, "state": crumb.get("state"),
+                     "start": None, "end": None, "duration_seconds": crumb.get("duration")})
+    return rows
+
+
 def build_report(site, context) -> dict[str, Any]:
     from site_recovery.drill import vm_result
     from site_recovery.drill_report import verdict_of
@@ -93,8 +109,7 @@ def build_report(site, context) -> dict[str, Any]:
     if not gate:
         verdict, reasons = "FAIL", ["the readiness gate did not run to the end: see its task log"] + reasons
     started = gate.get("started_at") or (run.start_date.isoformat() if getattr(run, "start_date", None) else None)
-    tasks = [{"task_id": ti.task_id, "map_index": None, "state": "running", "start": started,
-              "end": _now().isoformat(), "duration_seconds": None}]
+    tasks = _task_timings(ti, context, targets)
     return {
         "schema": 1, "site": site.name, "dag_id": context["dag"].dag_id, "run_id": context["run_id"],
         "trigger": "scheduled" if str(context["run_id"]).startswith("scheduled") else "manual",

@@ -200,9 +200,9 @@ class EnableProtectionOperator(VmOperator):
 
     @sort_errors
     def _admit(self, deadline: float | None) -> str | None:
-        from site_recovery.hooks.asr import summarize_protected_item
+        from site_recovery.hooks.asr import summarize_job
         from site_recovery.operators.deploy_vault import running_job
-        from site_recovery.protection import describe_item, is_enabling
+        from site_recovery.protection import describe_item, enabling_vms, is_enabling, running_enable_jobs_filter
 
         site = load_site_named(self.site_name)
         hook, az, t = _hook(site), site.azure, self.target
@@ -217,14 +217,14 @@ class EnableProtectionOperator(VmOperator):
                           f"; waiting on its EnableDr job {job}" if job else "")
             return job
         limit = site.scope.max_concurrent_initial_replications
-        clouds = self._clouds(site)
-        busy = sorted(s["vm"] for fabric, container in clouds for s in map(summarize_protected_item, hook.list_protected_items(
-            az.resource_group, az.vault_name, fabric, container)) if is_enabling(s))
+        fabrics = sorted({fabric for fabric, _ in self._clouds(site)})
+        busy = enabling_vms(summarize_job(job) for fabric in fabrics for job in hook.list_jobs(
+            az.resource_group, az.vault_name, filter=running_enable_jobs_filter(fabric)))
         if len(busy) >= limit:
             deadline = deadline or time.time() + site.scope.initial_replication_timeout.total_seconds()
             self.log.info("VM %r waits for a free slot: %d of %d initial replications running (%s).", t["vm"],
                           len(busy), limit, ", ".join(busy))
-            self._wait_for_slot(site, clouds, limit, deadline)
+            self._wait_for_slot(site, fabrics, limit, deadline)
         body = {"properties": {"policyId": t["policy_id"], "protectableItemId": t["protectable_item_id"],
                                "providerSpecificDetails": ENABLE_BODY_PROVIDER}}
         self.log.info("Enabling replication of VM %r (%s) with policy %s; %d of %d initial replications running.",
@@ -252,7 +252,7 @@ class EnableProtectionOperator(VmOperator):
             raise DeploymentCheckFailed("The plan_protection task left no list of clouds; clear it and run it again.")
         return [list(c) for c in clouds]
 
-    def _wait_for_slot(self, site, clouds, limit: int, deadline: float) -> None:
+    def _wait_for_slot(self, site, fabrics: list[str], limit: int, deadline: float) -> None:
         from site_recovery.triggers.protection import ReplicationSlotTrigger
 
         az = site.azure
@@ -262,7 +262,7 @@ class EnableProtectionOperator(VmOperator):
         self.defer(
             trigger=ReplicationSlotTrigger(
                 azure_conn_id=az.conn_id, resource_group_name=az.resource_group, vault_name=az.vault_name,
-                clouds=[list(c) for c in clouds], limit=limit, poll_interval=site.timeouts.poll_interval.total_seconds(),
+                fabrics=fabrics, limit=limit, poll_interval=site.timeouts.poll_interval.total_seconds(),
                 end_time=deadline),
             method_name="resume", kwargs={"deadline": deadline},
             timeout=timedelta(seconds=max(deadline - time.time(), 1) + 60))

@@ -100,6 +100,7 @@ class AsrJobSensor(BaseSensorOperator):
                 end_time=time.time() + self.timeout,
                 fail_on_partial_success=self.fail_on_partial_success,
                 wait_on_suspended=self.wait_on_suspended,
+                first_poll_delay=self.poke_interval,  # the job was just read above
             ),
             method_name="execute_complete",
             timeout=timedelta(seconds=self.timeout),

@@ -85,7 +85,7 @@ class InitialReplicationSensor(BaseSensorOperator):
                 vault_name=self.vault_name, fabric_name=self.target["fabric"],
                 container_name=self.target["container"], item_name=self.target["item_name"], vm_name=vm,
                 poll_interval=self.poke_interval, end_time=time.time() + self.timeout,
-                timeout_text=self.timeout_text),
+                timeout_text=self.timeout_text, first_poll_delay=self.poke_interval),
             method_name="execute_complete",
             timeout=timedelta(seconds=self.timeout + 60),  # the trigger's own end_time comes first, with a message
         )

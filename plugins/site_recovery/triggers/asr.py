@@ -110,6 +110,7 @@ class AsrJobTrigger(BaseTrigger):
     :param end_time: Epoch seconds after which the trigger yields a timeout error.
     :param fail_on_partial_success: Treat a ``PartiallySucceeded`` job as an error.
     :param wait_on_suspended: Keep waiting on a suspended job instead of failing.
+    :param first_poll_delay: Seconds before the first read (the sensor has just read the job itself).
     """
 
     def __init__(
@@ -122,6 +123,7 @@ class AsrJobTrigger(BaseTrigger):
         end_time: float,
         fail_on_partial_success: bool = True,
         wait_on_suspended: bool = False,
+        first_poll_delay: float = 0,
     ) -> None:
         super().__init__()
         self.azure_conn_id = azure_conn_id
@@ -132,6 +134,7 @@ class AsrJobTrigger(BaseTrigger):
         self.end_time = end_time
         self.fail_on_partial_success = fail_on_partial_success
         self.wait_on_suspended = wait_on_suspended
+        self.first_poll_delay = first_poll_delay
         self._summary: dict[str, Any] = {"name": job_name}
         self._progress = JobProgress()
 
@@ -148,6 +151,7 @@ class AsrJobTrigger(BaseTrigger):
                 "end_time": self.end_time,
                 "fail_on_partial_success": self.fail_on_partial_success,
                 "wait_on_suspended": self.wait_on_suspended,
+                "first_poll_delay": self.first_poll_delay,
             },
         )
 
@@ -175,6 +179,8 @@ class AsrJobTrigger(BaseTrigger):
         return event, self.poll_interval
 
     async def _wait(self, hook: AzureSiteRecoveryHook) -> dict[str, Any]:
+        if self.first_poll_delay > 0:
+            await asyncio.sleep(min(self.first_poll_delay, max(self.end_time - time.time(), 0)))
         while True:
             event, delay = await self._poll(hook)
             if event is not None:

@@ -15,12 +15,19 @@ from typing import Any
 from azure.core.exceptions import ResourceNotFoundError
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
-from site_recovery.hooks.asr import AzureSiteRecoveryHook, is_transient, retry_after_seconds, summarize_protected_item
+from site_recovery.hooks.asr import (
+    AzureSiteRecoveryHook,
+    is_transient,
+    retry_after_seconds,
+    summarize_job,
+    summarize_protected_item,
+)
 from site_recovery.protection import (
     ReplicationProgress,
+    enabling_vms,
     initial_replication_event,
     initial_replication_timeout_event,
-    is_enabling,
+    running_enable_jobs_filter,
 )
 
 
@@ -45,7 +52,7 @@ class InitialReplicationTrigger(BaseTrigger):
 
     def __init__(self, azure_conn_id: str, resource_group_name: str, vault_name: str, fabric_name: str,
                  container_name: str, item_name: str, vm_name: str, poll_interval: float, end_time: float,
-                 timeout_text: str = "") -> None:
+                 timeout_text: str = "", first_poll_delay: float = 0) -> None:
         super().__init__()
         self.azure_conn_id = azure_conn_id
         self.resource_group_name = resource_group_name
@@ -57,6 +64,7 @@ class InitialReplicationTrigger(BaseTrigger):
         self.poll_interval = poll_interval
         self.end_time = end_time
         self.timeout_text = timeout_text
+        self.first_poll_delay = first_poll_delay
         self._item: dict[str, Any] | None = None
         self._progress = ReplicationProgress()
 
@@ -65,7 +73,7 @@ class InitialReplicationTrigger(BaseTrigger):
             "azure_conn_id": self.azure_conn_id, "resource_group_name": self.resource_group_name,
             "vault_name": self.vault_name, "fabric_name": self.fabric_name, "container_name": self.container_name,
             "item_name": self.item_name, "vm_name": self.vm_name, "poll_interval": self.poll_interval,
-            "end_time": self.end_time, "timeout_text": self.timeout_text,
+            "end_time": self.end_time, "timeout_text": self.timeout_text, "first_poll_delay": self.first_poll_delay,
         })
 
     async def _poll(self, hook: AzureSiteRecoveryHook) -> tuple[dict[str, Any] | None, float]:
@@ -88,6 +96,8 @@ class InitialReplicationTrigger(BaseTrigger):
     async def run(self) -> AsyncIterator[TriggerEvent]:
         try:
             async with AzureSiteRecoveryHook(azure_conn_id=self.azure_conn_id) as hook:
+                if self.first_poll_delay > 0:  # the sensor has just read the item itself
+                    await asyncio.sleep(min(self.first_poll_delay, max(self.end_time - time.time(), 0)))
                 while True:
                     event, delay = await self._poll(hook)
                     if event is not None:
@@ -107,24 +117,25 @@ class InitialReplicationTrigger(BaseTrigger):
 
 class ReplicationSlotTrigger(BaseTrigger):
     """
-    Wait until fewer than ``limit`` VMs of the given clouds are enabling or initially replicating.
+    Wait until fewer than ``limit`` VMs of the given VMM servers are enabling or initially replicating.
 
-    Counts from ASR, not from Airflow, so initial replications started by an earlier run, by
-    another tool or by hand also hold their slot on the WAN link.
+    Counts from ASR's running jobs (EnableDr and the initial replication jobs), not from Airflow,
+    so initial replications started by an earlier run, another tool or by hand also hold their
+    slot on the WAN link. One filtered job list per server and poll, whatever the number of VMs.
 
-    :param clouds: ``[[fabric_name, container_name], ...]`` of the site's primary clouds.
+    :param fabrics: Fabric names of the site's primary VMM servers.
     :param limit: At most this many initial replications at once.
-    :param poll_interval: Seconds between counts (one list call per cloud each time).
+    :param poll_interval: Seconds between counts.
     :param end_time: Epoch seconds after which the trigger yields a timeout error.
     """
 
-    def __init__(self, azure_conn_id: str, resource_group_name: str, vault_name: str, clouds: list[list[str]],
+    def __init__(self, azure_conn_id: str, resource_group_name: str, vault_name: str, fabrics: list[str],
                  limit: int, poll_interval: float, end_time: float) -> None:
         super().__init__()
         self.azure_conn_id = azure_conn_id
         self.resource_group_name = resource_group_name
         self.vault_name = vault_name
-        self.clouds = [list(c) for c in clouds]
+        self.fabrics = list(fabrics)
         self.limit = limit
         self.poll_interval = poll_interval
         self.end_time = end_time
@@ -132,42 +143,40 @@ class ReplicationSlotTrigger(BaseTrigger):
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (f"{self.__class__.__module__}.{self.__class__.__qualname__}", {
             "azure_conn_id": self.azure_conn_id, "resource_group_name": self.resource_group_name,
-            "vault_name": self.vault_name, "clouds": self.clouds, "limit": self.limit,
+            "vault_name": self.vault_name, "fabrics": self.fabrics, "limit": self.limit,
             "poll_interval": self.poll_interval, "end_time": self.end_time,
         })
 
     async def _enabling(self, hook: AzureSiteRecoveryHook) -> list[str]:
-        names = []
-        for fabric, container in self.clouds:
-            items = await hook.alist_protected_items(self.resource_group_name, self.vault_name, fabric, container)
-            names += [s["vm"] for s in map(summarize_protected_item, items) if is_enabling(s)]
-        return sorted(names)
+        jobs = []
+        for fabric in self.fabrics:
+            jobs += await hook.alist_jobs(self.resource_group_name, self.vault_name,
+                                          filter=running_enable_jobs_filter(fabric))
+        return enabling_vms(summarize_job(job) for job in jobs)
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         busy: list[str] = []
         try:
             async with AzureSiteRecoveryHook(azure_conn_id=self.azure_conn_id) as hook:
                 while True:
-                    delay = self.poll_interval
+                    await asyncio.sleep(min(self.poll_interval, max(self.end_time - time.time(), 0)))
                     try:
                         busy = await self._enabling(hook)
                     except Exception as e:
                         if not is_transient(e):
                             raise
-                        delay = max(delay, retry_after_seconds(e) or 0)
                         self.log.warning("Transient error counting initial replications: %s", e)
+                        await asyncio.sleep(retry_after_seconds(e) or 0)
                     else:
                         if len(busy) < self.limit:
                             event = {"status": "success", "busy": busy,
                                      "message": f"{len(busy)} of {self.limit} initial replications running."}
                             break
-                    remaining = self.end_time - time.time()
-                    if remaining <= 0:
+                    if time.time() >= self.end_time:
                         event = {"status": "error", "busy": busy,
                                  "message": f"Timeout: all {self.limit} initial replication slots stayed busy "
                                             f"({', '.join(busy)}); none freed in time."}
                         break
-                    await asyncio.sleep(min(delay, remaining))
         except Exception as e:
             self.log.exception("Stopped waiting for a free initial replication slot.")
             event = {"status": "error", "busy": busy, "message": f"Could not count initial replications: {e}"}
