@@ -1,10 +1,20 @@
-"""`make demo`: the lab plus a local Airflow pointed at it, deploying the lab site, until Ctrl-C.
+"""`make demo`: the lab plus a local Airflow pointed at it, running the lab site's DAGs, until Ctrl-C.
 
-Starts the lab (time scale from DEMO_TIME_SCALE, default 0.02 so a job of minutes takes
-seconds), then ``airflow standalone`` (SQLite, LocalExecutor, triggerer included) with the
-lab handed over as ordinary Airflow connections, prints where the UI is and how to log in,
-triggers the deployment DAG of include/sites/lab.yaml and says where to watch it and how it
-ended. On Ctrl-C it stops both process groups so nothing is left running.
+Starts the lab, then ``airflow standalone`` (SQLite, LocalExecutor, triggerer included) with
+the lab handed over as ordinary Airflow connections, prints where the UI is and how to log in,
+then runs the stages in ``STAGES`` in order: each triggers one DAG of include/sites/lab.yaml,
+follows its run to the end and says how it ended and where to read its report; the first
+stage that does not succeed stops the sequence with a message naming it and its failed tasks.
+Airflow stays up afterwards for browsing. On Ctrl-C it stops both process groups (every
+process in them) so nothing is left running.
+
+Lab time: a stage may set the lab's time scale before it starts (realistic durations times the
+scale). The deployment runs at DEMO_TIME_SCALE (default 0.02: a job of minutes takes seconds);
+enabling replication at DEMO_ENABLE_TIME_SCALE (default 0.005), because initial replication is
+realistic too (120 s + 8 s per GB: 10 minutes for the 60 GB print server, nearly 5 hours for
+the 2 TB CAD vault) and the site allows four at once: at 0.005 the lab's eight VMs take about
+two and a half minutes (at 0.02, about eight). The drill runs at DEMO_DRILL_TIME_SCALE
+(default 0.02) and ends the demo with the path of its HTML report.
 """
 
 from __future__ import annotations
@@ -19,15 +29,43 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO_DIR = REPO / ".demo"
 LAB_CONN_ID = "azure_asr_lab"
-DEPLOY_DAG = "asr_deploy__lab"
 UI_PORT = int(os.environ.get("DEMO_UI_PORT", "8080"))
+UI = f"http://localhost:{UI_PORT}"
 TIME_SCALE = os.environ.get("DEMO_TIME_SCALE", "0.02")
+ENABLE_TIME_SCALE = os.environ.get("DEMO_ENABLE_TIME_SCALE", "0.005")
+DRILL_TIME_SCALE = os.environ.get("DEMO_DRILL_TIME_SCALE", "0.02")
 AIRFLOW_START_TIMEOUT = 240
+STARTED = time.monotonic()
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One DAG run of the demo: trigger ``dag_id`` with ``conf``, follow it to the end."""
+
+    dag_id: str
+    title: str
+    conf: dict = field(default_factory=dict)
+    #: lab time scale set before the stage starts (None: leave it as it is)
+    time_scale: float | None = None
+    #: the task whose log is the stage's report
+    report_task: str | None = None
+
+
+#: Run in order; the first stage that does not succeed stops the sequence.
+STAGES = [
+    Stage("asr_deploy__lab", "Deploy the lab site (steps 1-8)", time_scale=float(TIME_SCALE),
+          report_task="summary"),
+    Stage("asr_enable_replication__lab", "Enable replication of the VMs in scope (step 9)",
+          time_scale=float(ENABLE_TIME_SCALE), report_task="report_protection"),
+    Stage("asr_test_failover_drill__lab", "DR drill: test failover, verify, clean up, report (step 10)",
+          time_scale=float(DRILL_TIME_SCALE), report_task="drill_report"),
+]
 
 
 def main() -> int:
@@ -39,14 +77,7 @@ def main() -> int:
     procs: list[subprocess.Popen] = []
 
     def stop(*_):
-        for proc in reversed(procs):
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-        for proc in procs:
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
+        stop_process_groups(procs)
 
     try:
         lab_log = open(DEMO_DIR / "lab.log", "wb")
@@ -67,6 +98,9 @@ def main() -> int:
             "AIRFLOW__API__PORT": str(UI_PORT),
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://localhost:{UI_PORT}/execution/",
             "AIRFLOW__LOGGING__NAMESPACE_LEVELS": "azure=warning urllib3=error pypsrp=warning",
+            # the plan's list of in-scope VMs (the trigger form's suggestions) stays in .demo too
+            "SITE_RECOVERY_STATE_DIR": str(DEMO_DIR / "site-recovery-state"),
+            "AIRFLOW__SITE_RECOVERY__REPORTS_FOLDER": str(DEMO_DIR / "drill-reports"),
             **{f"AIRFLOW_CONN_{conn_id.upper()}": json.dumps(conn)
                for conn_id, conn in lab.airflow_connections(LAB_CONN_ID).items()},
             "PATH": f"{bin_dir}:{env.get('PATH', '')}",
@@ -78,29 +112,109 @@ def main() -> int:
         ))
         print(f"starting Airflow (log in {DEMO_DIR / 'airflow.log'}) ...", flush=True)
         _wait_for_airflow(procs[-1])
+        print(f"Airflow answers, {time.monotonic() - STARTED:.0f} s after the demo started.", flush=True)
         password = _admin_password(DEMO_DIR / "airflow")
-        print(f"Airflow UI: http://localhost:{UI_PORT}  login: admin / {password}")
+        print(f"Airflow UI: {UI}  login: admin / {password}")
         print(f"The lab is the Airflow connection '{LAB_CONN_ID}'; its Windows servers are the psrp "
               f"connections winrm_<host>. Press Ctrl-C to stop everything.", flush=True)
         signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt))
-        api = AirflowApi(f"http://localhost:{UI_PORT}", "admin", password)
-        deployment = api.trigger_when_parsed(DEPLOY_DAG)
-        print(f"Deploying the lab site (steps 1-8): watch it at "
-              f"http://localhost:{UI_PORT}/dags/{DEPLOY_DAG}/runs/{urllib.parse.quote(deployment)}", flush=True)
+        api = AirflowApi(UI, "admin", password)
+        run_stages(api, lab, procs)
         while all(p.poll() is None for p in procs):
-            if deployment and (state := api.run_state(DEPLOY_DAG, deployment)) in ("success", "failed"):
-                print(f"{DEPLOY_DAG} finished: {state}. Task logs: "
-                      f"http://localhost:{UI_PORT}/dags/{DEPLOY_DAG}/runs/{urllib.parse.quote(deployment)}", flush=True)
-                deployment = None
             time.sleep(2)
         dead = [p.args[0] for p in procs if p.poll() is not None]
         print(f"stopped unexpectedly: {dead}; see the logs in {DEMO_DIR}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("\nstopping the lab and Airflow ...")
+        print("\nstopping the lab and Airflow ...", flush=True)
         return 0
     finally:
         stop()
+
+
+class StageFailed(Exception):
+    pass
+
+
+def run_stages(api: AirflowApi, lab, procs: list[subprocess.Popen]) -> bool:
+    """Run ``STAGES`` in order; stop at the first that does not succeed. True when all succeeded."""
+    for number, stage in enumerate(STAGES, 1):
+        where = f"stage {number}/{len(STAGES)}"
+        if stage.time_scale is not None and stage.time_scale != lab.time_scale():
+            lab.set_time_scale(stage.time_scale)
+            print(f"lab time scale now {stage.time_scale} for {stage.dag_id}", flush=True)
+        asked = time.monotonic()
+        try:
+            run_id = api.trigger_when_parsed(stage.dag_id, stage.conf)
+        except (StageFailed, OSError) as exc:
+            print(f"{where} {stage.dag_id} could not start: {exc}. Stopping here; Airflow keeps running "
+                  f"(Ctrl-C to stop).", file=sys.stderr, flush=True)
+            return False
+        started = time.monotonic()
+        parsing = f" (after {started - asked:.0f} s waiting for Airflow to parse it)" if started - asked > 5 else ""
+        run_url = f"{UI}/dags/{stage.dag_id}/runs/{urllib.parse.quote(run_id)}"
+        print(f"[{where}] {stage.title}: {stage.dag_id} triggered{parsing}; watch it at {run_url}", flush=True)
+        state = None
+        while state not in ("success", "failed"):
+            if any(p.poll() is not None for p in procs):
+                return False  # the caller reports which process stopped
+            time.sleep(2)
+            try:
+                state = api.run_state(stage.dag_id, run_id)
+            except OSError as exc:  # a busy api-server: ask again
+                print(f"  (could not read the run's state: {exc})", file=sys.stderr, flush=True)
+        took = time.monotonic() - started
+        print(f"[{where}] {stage.dag_id} finished: {state} in {_minutes(took)}.", flush=True)
+        if stage.report_task:
+            print(f"  Report: the log of task {stage.report_task}, {run_url}/tasks/{stage.report_task}", flush=True)
+        outcome = api.outcome(stage.dag_id, run_id, stage.report_task)
+        if outcome:
+            print(f"  {outcome}", flush=True)
+        if state != "success":
+            failed = api.failed_tasks(stage.dag_id, run_id)
+            listed = ", ".join(failed) if failed else "see the run's grid"
+            later = ", ".join(s.dag_id for s in STAGES[number:])
+            print(f"{where} {stage.dag_id} FAILED (failed tasks: {listed}); task logs at {run_url}. "
+                  + (f"Not running the later stages ({later}). " if later else "")
+                  + "Airflow keeps running for a look (Ctrl-C to stop).", file=sys.stderr, flush=True)
+            return False
+    total = time.monotonic() - STARTED
+    print(f"All {len(STAGES)} stages succeeded, {_minutes(total)} after the demo started. "
+          f"Airflow keeps running: {UI} (Ctrl-C to stop).", flush=True)
+    return True
+
+
+def _minutes(seconds: float) -> str:
+    minutes, seconds = divmod(round(seconds), 60)
+    return f"{minutes} min {seconds:02d} s" if minutes else f"{seconds} s"
+
+
+def stop_process_groups(procs: list[subprocess.Popen], timeout: float = 30) -> None:
+    """SIGTERM each process group (last started first), wait until every member is gone, then SIGKILL.
+
+    Waits for the whole group, not only its leader: ``airflow standalone`` can exit while its
+    api-server or a task process is still shutting down.
+    """
+    def alive(pgid: int) -> bool:
+        try:
+            os.killpg(pgid, 0)
+            return True
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+
+    for proc in reversed(procs):
+        if alive(proc.pid):
+            os.killpg(proc.pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    for proc in procs:
+        while alive(proc.pid) and time.monotonic() < deadline:
+            proc.poll()  # reap the leader so that it does not linger as a zombie
+            time.sleep(0.2)
+        if alive(proc.pid):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
 
 
 class AirflowApi:
@@ -120,7 +234,7 @@ class AirflowApi:
         with urllib.request.urlopen(request, timeout=30) as response:
             return json.load(response)
 
-    def trigger_when_parsed(self, dag_id: str, timeout: float = 180) -> str:
+    def trigger_when_parsed(self, dag_id: str, conf: dict | None = None, timeout: float = 180) -> str:
         deadline = time.monotonic() + timeout
         while True:
             try:
@@ -128,12 +242,52 @@ class AirflowApi:
                 break
             except urllib.error.HTTPError as exc:
                 if exc.code != 404 or time.monotonic() > deadline:
-                    raise SystemExit(f"{dag_id} is not available in Airflow ({exc}); see {DEMO_DIR / 'airflow.log'}")
+                    raise StageFailed(f"{dag_id} is not available in Airflow ({exc}); see "
+                                      f"{DEMO_DIR / 'airflow.log'}") from None
                 time.sleep(2)
-        return self._call("POST", f"/api/v2/dags/{dag_id}/dagRuns", {"logical_date": None})["dag_run_id"]
+        return self._call("POST", f"/api/v2/dags/{dag_id}/dagRuns",
+                          {"logical_date": None, "conf": conf or {}})["dag_run_id"]
 
     def run_state(self, dag_id: str, run_id: str) -> str:
         return self._call("GET", f"/api/v2/dags/{dag_id}/dagRuns/{urllib.parse.quote(run_id)}")["state"]
+
+    def failed_tasks(self, dag_id: str, run_id: str) -> list[str]:
+        """``task_id[VM]`` of every failed or upstream-failed task instance of the run."""
+        try:
+            found = self._call("GET", f"/api/v2/dags/{dag_id}/dagRuns/{urllib.parse.quote(run_id)}/taskInstances"
+                                      "?state=failed&state=upstream_failed&limit=100")["task_instances"]
+        except OSError:
+            return []
+        return [ti["task_id"] + (f"[{ti.get('rendered_map_index') or ti['map_index']}]" if ti["map_index"] >= 0 else "")
+                + ("" if ti["state"] == "failed" else " (upstream failed)") for ti in found]
+
+    def outcome(self, dag_id: str, run_id: str, report_task: str | None) -> str | None:
+        """One line from the report task's return value (the enable report's rows, the drill's verdict)."""
+        if not report_task:
+            return None
+        try:
+            entry = self._call("GET", f"/api/v2/dags/{dag_id}/dagRuns/{urllib.parse.quote(run_id)}/taskInstances/"
+                                      f"{report_task}/xcomEntries/return_value")
+        except OSError:
+            return None
+        rows = entry.get("value")
+        if isinstance(rows, str):
+            try:
+                rows = json.loads(rows)
+            except ValueError:
+                return None
+        if isinstance(rows, dict) and "verdict" in rows:  # the drill report
+            reasons = "; ".join(rows.get("reasons") or [])
+            return (f"Drill verdict {rows['verdict']}" + (f" ({reasons})" if reasons else "")
+                    + f". Report: {rows.get('html')} (JSON beside it: {rows.get('json')})")
+        if not isinstance(rows, list) or not all(isinstance(r, dict) and "result" in r for r in rows):
+            return None
+        counts: dict[str, int] = {}
+        for row in rows:
+            counts[row["result"]] = counts.get(row["result"], 0) + 1
+        attention = [r["vm"] for r in rows if r.get("to_fix")]
+        return (f"{len(rows)} VM(s) in scope: " + ", ".join(f"{n} {result}" for result, n in counts.items())
+                + (f"; needing attention: {', '.join(attention)}" if attention else "") + ".")
 
 
 def _wait_for_airflow(proc: subprocess.Popen) -> None:
