@@ -570,7 +570,7 @@ class ProtectionOperations(PairingOperations):
             network = self.estate.network(network_id) if network_id else None
             item.test_vm = TestVm(name=f"{item.vm_name} - Test", id=str(uuid.uuid4()), host=self._replica_host(item),
                                   network_id=network_id, state="Off", created=job.tasks[1].end_time or self.now())
-            replicated = self.last_replicated(vault, item, item.test_vm.created)
+            replicated = self.last_replicated(vault, item, job.start_time)  # the latest point when the failover began
             job.details["protectedItemDetails"] = [{
                 "name": item.name, "friendlyName": item.vm_name, "testVmName": item.test_vm.id,
                 "testVmFriendlyName": item.test_vm.name,
