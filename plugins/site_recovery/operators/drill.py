@@ -29,7 +29,7 @@ class DrillFailed(AirflowFailException):
     """The drill did not prove the site can recover: its verdict is FAIL (the report says why)."""
 
 
-def _now() -> datetime:
+def utc_now() -> datetime:
     return datetime.now(timezone.utc)
 
 
@@ -50,10 +50,10 @@ def _vmm(site):
 def _items(hook, site) -> list[tuple[dict, dict]]:
     """(cloud, protected item summary) of every in-scope protected VM of the site's paired clouds."""
     from site_recovery.hooks.asr import summarize_protected_item
-    from site_recovery.operators.protect import _paired_clouds
+    from site_recovery.operators.protect import paired_clouds
 
     az, found = site.azure, []
-    for cloud in _paired_clouds(hook, site):
+    for cloud in paired_clouds(hook, site):
         for item in hook.list_protected_items(az.resource_group, az.vault_name, cloud["fabric"], cloud["container"]):
             summary = summarize_protected_item(item)
             if site.scope.covers(cloud["cloud"], summary["vm"] or ""):
@@ -179,7 +179,7 @@ def readiness_gate(site_name: str) -> list[dict[str, Any]]:
     params = context.get("params") or {}
     site = load_site_named(site_name)
     hook = drill_hook(site)
-    drill, now = site.drill, _now()
+    drill, now = site.drill, utc_now()
     wanted = {v.strip().casefold() for v in params.get("vms") or [] if v and v.strip()}
     items = _items(hook, site)
     unknown = sorted(wanted - {(i["vm"] or "").casefold() for _, i in items})
@@ -260,7 +260,7 @@ class VerifyTestVmOperator(VmOperator):
         self.failover_job = failover_job
 
     def execute(self, context: Context, event: Any = None) -> dict[str, Any]:
-        return self._check(context, started=_now().isoformat(), deadline=None)
+        return self._check(context, started=utc_now().isoformat(), deadline=None)
 
     def resume(self, context: Context, event: Any = None, started: str | None = None,
                deadline: float | None = None) -> dict[str, Any]:
@@ -296,7 +296,7 @@ class VerifyTestVmOperator(VmOperator):
                 self.log.info("Probe %s", answer.summary())
                 probes.append({"kind": probe["kind"], "port": probe["port"], "path": probe.get("path"),
                                "ok": answer.ok, "detail": answer.summary()})
-            result.update(probes=probes, ended_at=_now().isoformat())
+            result.update(probes=probes, ended_at=utc_now().isoformat())
             failed = [p["detail"] for p in probes if not p["ok"]]
             if not failed:
                 result.update(ok=True, verified_at=result["ended_at"])
@@ -308,7 +308,7 @@ class VerifyTestVmOperator(VmOperator):
             context["ti"].xcom_push(key="verify", value=result)
             raise DrillFailed(f"VM {self.target['vm']!r}: the test VM runs but {result['detail']}.")
         if time.time() >= deadline:
-            result["ended_at"] = _now().isoformat()
+            result["ended_at"] = utc_now().isoformat()
             context["ti"].xcom_push(key="verify", value=result)
             raise DrillFailed(f"VM {self.target['vm']!r}: the test VM was not running with a heartbeat within "
                               f"{site.drill.verify_timeout} (drill.verify_timeout); last seen: {status.summary()}.")
@@ -404,7 +404,7 @@ def verify_cleanup(site_name: str) -> dict[str, Any]:
                                else "no active test failover",
                                f"test VM {status.summary()} still on {site.recovery.vmm.fqdn}" if status.exists
                                else "no test VM on the recovery VMM"]))}
-    proof = {"verified_at": _now().isoformat(), "items_in_test_failover": in_failover, "test_vms_left": test_vms,
+    proof = {"verified_at": utc_now().isoformat(), "items_in_test_failover": in_failover, "test_vms_left": test_vms,
              "per_vm": per_vm}
     context["ti"].xcom_push(key="proof", value=proof)
     if in_failover or test_vms:

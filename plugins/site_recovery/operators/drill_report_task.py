@@ -9,7 +9,7 @@ from typing import Any
 
 from airflow.sdk import get_current_context
 from site_recovery.operators.deploy_common import load_site_named
-from site_recovery.operators.drill import GATE_TASK, DrillFailed, _now
+from site_recovery.operators.drill import GATE_TASK, DrillFailed, utc_now
 
 log = logging.getLogger(__name__)
 GROUP = "drill_vm"
@@ -113,7 +113,7 @@ def build_report(site, context) -> dict[str, Any]:
     return {
         "schema": 1, "site": site.name, "dag_id": context["dag"].dag_id, "run_id": context["run_id"],
         "trigger": "scheduled" if str(context["run_id"]).startswith("scheduled") else "manual",
-        "started_at": started, "ended_at": _now().isoformat(), "verdict": verdict, "reasons": reasons,
+        "started_at": started, "ended_at": utc_now().isoformat(), "verdict": verdict, "reasons": reasons,
         "targets": {"rpo_seconds": site.drill.rpo_target.total_seconds(),
                     "rto_seconds": site.drill.rto_target.total_seconds()},
         "test_network": gate.get("test_network"), "recovery_vmm": site.recovery.vmm.fqdn,

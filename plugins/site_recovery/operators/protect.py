@@ -67,7 +67,7 @@ def _remember_vms(site_name: str, names: list[str]) -> None:
 
 
 # ------------------------------------------------------------------------------------- plan
-def _paired_clouds(hook, site) -> list[dict[str, Any]]:
+def paired_clouds(hook, site) -> list[dict[str, Any]]:
     """Each pairing of the site as ASR has it: primary fabric, container and the pairing's policy."""
     from site_recovery.operators.deploy_vault import container_mapping_of, read_vault
 
@@ -113,7 +113,7 @@ def plan_protection(site_name: str) -> list[dict[str, Any]]:
     provider = site.replication_policy.provider
     vms_by_cloud: dict[str, list[str]] = {}
     candidates = []
-    clouds = _paired_clouds(hook, site)
+    clouds = paired_clouds(hook, site)
     for cloud in clouds:
         protectable = [protectable_record(p) for p in hook.list_protectable_items(
             az.resource_group, az.vault_name, cloud["fabric"], cloud["container"])]
