@@ -6,8 +6,18 @@ under 0.5 s each).
 Lab: job GETs per second through the real async SDK client with 50 concurrent pollers,
 p50/p99 latency, and the lab's own CPU time per request (goal: >= 500/s on this machine, so
 1,000-VM scenarios are limited by the product, not the lab). The clients run in their own
-processes on the same two cores, so the lab's capacity per core is reported too. Figures
-are printed and written to bench/results/latest.json.
+processes on the same two cores, so the lab's capacity per core is reported too.
+
+Enable replication, 200 VMs (bench/enable_replication.py): the enable-replication DAG under a
+real scheduler, triggerer and LocalExecutor against a generated 200-VM estate; wall time,
+ARM requests per VM, worker slots held while VMs wait, ARM reads per VM per waiting minute.
+
+Drill, 200 VMs, time scale 0 (bench/drill.py): the test failover drill DAG on the same estate, all
+VMs protected first; wall time, ARM requests and WinRM invocations per VM, and how long after ASR
+ended a job the DAG noticed it (last job, and per VM its test failover).
+
+Figures are printed and written to bench/results/latest.json; ``--only PART`` runs one part
+and updates only its figures there.
 """
 
 from __future__ import annotations
@@ -160,16 +170,101 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+PARTS = ("lab", "dag-parse", "enable-replication", "drill")
+
+
+def enable_replication(args) -> dict:
+    """The enable-replication DAG on 200 VMs with a real scheduler, triggerer and LocalExecutor."""
+    from bench.enable_replication import run_bench, summary
+
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="asr-bench-enable-") as tmp:
+        figures = run_bench(Path(tmp), vms=args.enable_vms, max_concurrent=args.enable_max_concurrent,
+                            scaled_vms=args.enable_scaled_vms, time_scale=args.enable_time_scale,
+                            skip_scaled=args.enable_skip_scaled)
+    figures["bench_seconds"] = round(time.monotonic() - started, 1)
+    print(summary(figures), flush=True)
+    return figures
+
+
+def drill(args) -> dict:
+    """The drill DAG on 200 protected VMs, time scale 0, with a real scheduler, triggerer and LocalExecutor."""
+    from bench.drill import run_bench, summary
+
+    import shutil
+
+    started = time.monotonic()
+    tmp = tempfile.mkdtemp(prefix="asr-bench-drill-")
+    try:
+        figures = run_bench(Path(tmp), vms=args.drill_vms, poll_interval=args.drill_poll_interval,
+                            enable_with=args.drill_enable_with)
+    except BaseException:
+        print(f"drill bench failed; its lab and Airflow logs are kept in {tmp}", flush=True)
+        raise
+    shutil.rmtree(tmp, ignore_errors=True)
+    figures["bench_seconds"] = round(time.monotonic() - started, 1)
+    print(summary(figures), flush=True)
+    return figures
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", choices=PARTS, action="append",
+                        help="run only this part (repeatable); the others keep their figures in latest.json")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--pollers", type=int, default=50)
     parser.add_argument("--client-processes", type=int, default=2)
+    parser.add_argument("--enable-vms", type=int, default=200, help="protectable VMs in the generated estate")
+    parser.add_argument("--enable-max-concurrent", type=int, default=20,
+                        help="scope.max_concurrent_initial_replications of the generated site file")
+    parser.add_argument("--enable-scaled-vms", type=int, default=24,
+                        help="VMs protected in the second run (time scale > 0, 30 s poll interval)")
+    parser.add_argument("--enable-time-scale", type=float, default=0.04, help="lab time scale of the second run")
+    parser.add_argument("--enable-skip-scaled", action="store_true", help="only the time scale 0 run")
+    parser.add_argument("--drill-vms", type=int, default=200, help="protectable VMs in the drill's estate")
+    parser.add_argument("--drill-poll-interval", default="30s",
+                        help="timeouts.poll_interval of the drill's site file (production: 30s)")
+    parser.add_argument("--drill-enable-with", choices=("sdk", "dag"), default="sdk",
+                        help="protect the VMs before the drill with the SDK (about a second) or the "
+                             "enable-replication DAG (about ten minutes for 200 VMs)")
     args = parser.parse_args()
+    parts = args.only or list(PARTS)
     sys.path.insert(0, str(REPO))
     from asr_lab.client import LabClient
 
+    latest = RESULTS / "latest.json"
     results: dict = {}
+    if args.only and latest.exists():
+        try:
+            results = json.loads(latest.read_text())
+        except ValueError:
+            results = {}
+    before = dict(results)
+    if "lab" in parts:
+        results["lab_job_gets"] = lab_figures(args, LabClient)
+    if "dag-parse" in parts:
+        results["dag_parse"] = dag_parse_times()
+    if "enable-replication" in parts:
+        print(f"enable replication, {args.enable_vms} VMs: two runs under airflow standalone, about 14 minutes ...",
+              flush=True)
+        results["enable_replication"] = enable_replication(args)
+    if "drill" in parts:
+        print(f"drill, {args.drill_vms} VMs: one run under airflow standalone, about 10 minutes ...", flush=True)
+        results["drill"] = drill(args)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    if args.only and latest.exists():
+        # A long part may have run while another bench updated latest.json: keep its figures.
+        try:
+            computed = {key: results[key] for key in results if key not in before or results[key] is not before[key]}
+            results = {**json.loads(latest.read_text()), **computed}
+        except ValueError:
+            pass
+    latest.write_text(json.dumps(results, indent=2))
+    print(json.dumps(results, indent=2))
+    return 0
+
+
+def lab_figures(args, LabClient) -> dict:
     with tempfile.TemporaryDirectory(prefix="asr-bench-") as tmp:
         proc = start_lab(Path(tmp))
         try:
@@ -180,15 +275,10 @@ def main() -> int:
             # What the lab itself spends per request (the clients share the same 2 cores):
             figures["lab_cpu_ms_per_request"] = round(lab_cpu / figures["requests"] * 1000, 3)
             figures["lab_capacity_per_core"] = round(figures["requests"] / lab_cpu, 1) if lab_cpu else None
-            results["lab_job_gets"] = figures
         finally:
             proc.terminate()
             proc.wait(timeout=10)
-    results["dag_parse"] = dag_parse_times()
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "latest.json").write_text(json.dumps(results, indent=2))
-    print(json.dumps(results, indent=2))
-    return 0
+    return figures
 
 
 if __name__ == "__main__":

@@ -61,10 +61,11 @@ def build(site) -> DAG:
                 max_active_tis_per_dagrun=1)
             wait_job = VmJobSensor(
                 task_id="wait_enable_job", target=target, map_index_template=VM_LABEL, job_name=enable.output,
+                weight_rule="upstream",
                 azure_conn_id=az.conn_id, resource_group_name=az.resource_group, vault_name=az.vault_name,
                 poke_interval=poll, timeout=scope.enable_job_timeout.total_seconds())
             wait_ir = InitialReplicationSensor(
-                task_id="wait_initial_replication", target=target, map_index_template=VM_LABEL,
+                task_id="wait_initial_replication", target=target, map_index_template=VM_LABEL, weight_rule="upstream",
                 azure_conn_id=az.conn_id, resource_group_name=az.resource_group, vault_name=az.vault_name,
                 # Initial replication takes hours: one read per two poll intervals is plenty.
                 poke_interval=2 * poll, timeout=scope.initial_replication_timeout.total_seconds(),

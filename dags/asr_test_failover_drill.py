@@ -62,12 +62,16 @@ def build(site) -> DAG:
 
         @task_group(group_id="drill_vm")
         def drill_vm(target):
+            # weight_rule="upstream": a VM's later steps go before other VMs' failovers (depth first),
+            # so a verified VM's RTO is not inflated by the scheduler's queue.
             failover = StartTestFailoverOperator(task_id="test_failover", site_name=site.name, target=target,
-                                                 map_index_template=VM_LABEL)
+                                                 map_index_template=VM_LABEL, weight_rule="upstream")
+            # Stopping a drill mid-failover cancels its test failover; the teardown then cleans up.
             wait = VmJobSensor(task_id="wait_test_failover", target=target, map_index_template=VM_LABEL,
-                               job_name=failover.output, **waits)
+                               job_name=failover.output, cancel_on_kill=True, weight_rule="upstream", **waits)
             verify = VerifyTestVmOperator(task_id="verify_test_vm", site_name=site.name, target=target,
-                                          failover_job=wait.output, map_index_template=VM_LABEL)
+                                          failover_job=wait.output, map_index_template=VM_LABEL,
+                                          weight_rule="upstream")
             failover >> wait >> verify
 
         vms = drill_vm.expand(target=gate)

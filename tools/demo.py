@@ -33,6 +33,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # bench.stack: the process-group handling the benchmarks use too
+
+from bench.stack import stop_process_groups  # noqa: E402
 DEMO_DIR = REPO / ".demo"
 LAB_CONN_ID = "azure_asr_lab"
 UI_PORT = int(os.environ.get("DEMO_UI_PORT", "8080"))
@@ -187,34 +190,6 @@ def run_stages(api: AirflowApi, lab, procs: list[subprocess.Popen]) -> bool:
 def _minutes(seconds: float) -> str:
     minutes, seconds = divmod(round(seconds), 60)
     return f"{minutes} min {seconds:02d} s" if minutes else f"{seconds} s"
-
-
-def stop_process_groups(procs: list[subprocess.Popen], timeout: float = 30) -> None:
-    """SIGTERM each process group (last started first), wait until every member is gone, then SIGKILL.
-
-    Waits for the whole group, not only its leader: ``airflow standalone`` can exit while its
-    api-server or a task process is still shutting down.
-    """
-    def alive(pgid: int) -> bool:
-        try:
-            os.killpg(pgid, 0)
-            return True
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-
-    for proc in reversed(procs):
-        if alive(proc.pid):
-            os.killpg(proc.pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    for proc in procs:
-        while alive(proc.pid) and time.monotonic() < deadline:
-            proc.poll()  # reap the leader so that it does not linger as a zombie
-            time.sleep(0.2)
-        if alive(proc.pid):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
 
 
 class AirflowApi:

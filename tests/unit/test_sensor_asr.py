@@ -99,6 +99,7 @@ def test_deferrable_defers_a_running_job_with_the_right_trigger_and_timeout(cont
         "fail_on_partial_success": True,
         "wait_on_suspended": True,
         "first_poll_delay": 15,  # the sensor has just read the job: the trigger does not read it again at once
+        "cancel_on_kill": False,
     }
 
 

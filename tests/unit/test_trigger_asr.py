@@ -25,6 +25,7 @@ KWARGS = {
     "fail_on_partial_success": True,
     "wait_on_suspended": False,
     "first_poll_delay": 0,
+    "cancel_on_kill": False,
 }
 ERROR = {
     "serviceErrorDetails": {
@@ -303,9 +304,9 @@ async def test_run_keeps_waiting_on_suspended_when_asked(clock):
 
 @pytest.mark.asyncio
 @pytest.mark.parametrize(("allowed", "cancelled"), [(("Cancel",), True), ((), False), (("Restart",), False)])
-async def test_on_kill_cancels_only_when_asr_allows_it(allowed, cancelled):
+async def test_on_kill_cancels_only_when_asked_and_asr_allows_it(allowed, cancelled):
     hook = FakeHook(make_job("InProgress", allowed=allowed))
-    trigger = start(hook)
+    trigger = start(hook, cancel_on_kill=True)
 
     await trigger.on_kill()
 
@@ -313,6 +314,14 @@ async def test_on_kill_cancels_only_when_asr_allows_it(allowed, cancelled):
     if cancelled:
         hook.acancel_job.assert_awaited_once_with("rg1", "vault1", JOB)
     assert hook.closed
+
+
+@pytest.mark.asyncio
+async def test_on_kill_leaves_the_job_running_by_default():
+    """Airflow calls on_kill on clear too: a deployment's job must survive a cleared wait."""
+    hook = FakeHook(make_job("InProgress", allowed=("Cancel",)))
+    await start(hook).on_kill()
+    assert hook.acancel_job.await_count == 0
 
 
 @pytest.mark.asyncio

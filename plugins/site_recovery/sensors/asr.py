@@ -38,6 +38,7 @@ class AsrJobSensor(BaseSensorOperator):
     :param wait_on_suspended: Keep waiting while the job is suspended for a manual action.
     :param poke_interval: Seconds between job reads.
     :param timeout: Seconds to wait before failing with :class:`AirflowSensorTimeout` (no retries).
+    :param cancel_on_kill: Cancel the job when a user marks or clears the deferred task (default: leave it).
     """
 
     template_fields: Sequence[str] = ("job_name", "resource_group_name", "vault_name", "azure_conn_id")
@@ -57,6 +58,7 @@ class AsrJobSensor(BaseSensorOperator):
         wait_on_suspended: bool = False,
         poke_interval: float = 30,
         timeout: float = DEFAULT_TIMEOUT,
+        cancel_on_kill: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(poke_interval=poke_interval, timeout=timeout, **kwargs)
@@ -67,6 +69,7 @@ class AsrJobSensor(BaseSensorOperator):
         self.deferrable = deferrable
         self.fail_on_partial_success = fail_on_partial_success
         self.wait_on_suspended = wait_on_suspended
+        self.cancel_on_kill = cancel_on_kill
         self._progress = JobProgress()
 
     @cached_property
@@ -101,6 +104,7 @@ class AsrJobSensor(BaseSensorOperator):
                 fail_on_partial_success=self.fail_on_partial_success,
                 wait_on_suspended=self.wait_on_suspended,
                 first_poll_delay=self.poke_interval,  # the job was just read above
+                cancel_on_kill=self.cancel_on_kill,
             ),
             method_name="execute_complete",
             timeout=timedelta(seconds=self.timeout),

@@ -111,6 +111,9 @@ class AsrJobTrigger(BaseTrigger):
     :param fail_on_partial_success: Treat a ``PartiallySucceeded`` job as an error.
     :param wait_on_suspended: Keep waiting on a suspended job instead of failing.
     :param first_poll_delay: Seconds before the first read (the sensor has just read the job itself).
+    :param cancel_on_kill: Cancel the job when a user stops the waiting task. Airflow calls ``on_kill``
+        on mark-failed, mark-success *and* clear alike, so only waits whose job may be abandoned
+        (a drill's test failover) set it; a deployment's or an enable's job must survive a clear.
     """
 
     def __init__(
@@ -124,6 +127,7 @@ class AsrJobTrigger(BaseTrigger):
         fail_on_partial_success: bool = True,
         wait_on_suspended: bool = False,
         first_poll_delay: float = 0,
+        cancel_on_kill: bool = False,
     ) -> None:
         super().__init__()
         self.azure_conn_id = azure_conn_id
@@ -135,6 +139,7 @@ class AsrJobTrigger(BaseTrigger):
         self.fail_on_partial_success = fail_on_partial_success
         self.wait_on_suspended = wait_on_suspended
         self.first_poll_delay = first_poll_delay
+        self.cancel_on_kill = cancel_on_kill
         self._summary: dict[str, Any] = {"name": job_name}
         self._progress = JobProgress()
 
@@ -152,6 +157,7 @@ class AsrJobTrigger(BaseTrigger):
                 "fail_on_partial_success": self.fail_on_partial_success,
                 "wait_on_suspended": self.wait_on_suspended,
                 "first_poll_delay": self.first_poll_delay,
+                "cancel_on_kill": self.cancel_on_kill,
             },
         )
 
@@ -201,7 +207,11 @@ class AsrJobTrigger(BaseTrigger):
         yield TriggerEvent(event)
 
     async def on_kill(self) -> None:
-        """Cancel the ASR job when a user kills the deferred task, if ASR still allows it."""
+        """Cancel the ASR job when a user stops the deferred task, if asked to and ASR still allows it."""
+        if not self.cancel_on_kill:
+            self.log.info("The task was stopped; ASR job %s keeps running (this wait does not cancel it).",
+                          self.job_name)
+            return
         async with self._hook() as hook:
             job = await hook.aget_job(self.resource_group_name, self.vault_name, self.job_name)
             allowed = summarize_job(job)["allowed_actions"]
