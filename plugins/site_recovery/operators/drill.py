@@ -362,7 +362,9 @@ def _end_running_test_failover(hook, site, args: tuple, item: dict) -> dict:
     az, job = site.azure, item["scenario_job"]
     summary = summarize_job(hook.get_job(az.resource_group, az.vault_name, job))
     if summary["state"] in AsrJobState.TERMINAL_STATES:
-        return item
+        # Read the item again: the job may have ended (been cancelled by the stopped wait) after
+        # the item was read, and only the item as it is now says whether a test VM is left.
+        return summarize_protected_item(hook.get_protected_item(*args))
     if AsrJobState.CANCEL_ACTION in summary["allowed_actions"]:
         log.warning("VM %r: the drill was stopped while its test failover ran; cancelling job %s.", item["vm"], job)
         hook.cancel_job(az.resource_group, az.vault_name, job)
