@@ -223,9 +223,13 @@ class AirflowApi:
             except OSError:
                 pass
             time.sleep(1)
-        password = json.loads(passwords.read_text())["admin"]
+        return cls.login(base_url, "admin", json.loads(passwords.read_text())["admin"])
+
+    @classmethod
+    def login(cls, base_url: str, username: str, password: str) -> AirflowApi:
+        """An API client holding a token for ``username`` (the password itself is not kept)."""
         api = cls(base_url, "")
-        api._token = api._call("POST", "/auth/token", {"username": "admin", "password": password},
+        api._token = api._call("POST", "/auth/token", {"username": username, "password": password},
                                auth=False)["access_token"]
         return api
 

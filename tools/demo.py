@@ -35,7 +35,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # bench.stack: the process-group handling the benchmarks use too
 
-from bench.stack import stop_process_groups  # noqa: E402
+from bench.stack import AirflowApi as StackApi, stop_process_groups  # noqa: E402
 DEMO_DIR = REPO / ".demo"
 LAB_CONN_ID = "azure_asr_lab"
 UI_PORT = int(os.environ.get("DEMO_UI_PORT", "8080"))
@@ -121,7 +121,7 @@ def main() -> int:
         print(f"The lab is the Airflow connection '{LAB_CONN_ID}'; its Windows servers are the psrp "
               f"connections winrm_<host>. Press Ctrl-C to stop everything.", flush=True)
         signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt))
-        api = AirflowApi(UI, "admin", password)
+        api = AirflowApi.login(UI, "admin", password)
         run_stages(api, lab, procs)
         while all(p.poll() is None for p in procs):
             time.sleep(2)
@@ -135,10 +135,6 @@ def main() -> int:
         stop()
 
 
-class StageFailed(Exception):
-    pass
-
-
 def run_stages(api: AirflowApi, lab, procs: list[subprocess.Popen]) -> bool:
     """Run ``STAGES`` in order; stop at the first that does not succeed. True when all succeeded."""
     for number, stage in enumerate(STAGES, 1):
@@ -149,9 +145,9 @@ def run_stages(api: AirflowApi, lab, procs: list[subprocess.Popen]) -> bool:
         asked = time.monotonic()
         try:
             run_id = api.trigger_when_parsed(stage.dag_id, stage.conf)
-        except (StageFailed, OSError) as exc:
-            print(f"{where} {stage.dag_id} could not start: {exc}. Stopping here; Airflow keeps running "
-                  f"(Ctrl-C to stop).", file=sys.stderr, flush=True)
+        except (RuntimeError, OSError) as exc:
+            print(f"{where} {stage.dag_id} could not start: {exc} (see {DEMO_DIR / 'airflow.log'}). Stopping "
+                  "here; Airflow keeps running (Ctrl-C to stop).", file=sys.stderr, flush=True)
             return False
         started = time.monotonic()
         parsing = f" (after {started - asked:.0f} s waiting for Airflow to parse it)" if started - asked > 5 else ""
@@ -192,44 +188,13 @@ def _minutes(seconds: float) -> str:
     return f"{minutes} min {seconds:02d} s" if minutes else f"{seconds} s"
 
 
-class AirflowApi:
-    """Just enough of Airflow's REST API to trigger the demo's runs and follow them."""
-
-    def __init__(self, base_url: str, username: str, password: str) -> None:
-        self.base_url = base_url
-        self._token = self._call("POST", "/auth/token", {"username": username, "password": password},
-                                 auth=False)["access_token"]
-
-    def _call(self, method: str, path: str, body: dict | None = None, auth: bool = True) -> dict:
-        headers = {"Content-Type": "application/json"}
-        if auth:
-            headers["Authorization"] = f"Bearer {self._token}"
-        data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(self.base_url + path, data=data, method=method, headers=headers)
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return json.load(response)
-
-    def trigger_when_parsed(self, dag_id: str, conf: dict | None = None, timeout: float = 180) -> str:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                self._call("GET", f"/api/v2/dags/{dag_id}")
-                break
-            except urllib.error.HTTPError as exc:
-                if exc.code != 404 or time.monotonic() > deadline:
-                    raise StageFailed(f"{dag_id} is not available in Airflow ({exc}); see "
-                                      f"{DEMO_DIR / 'airflow.log'}") from None
-                time.sleep(2)
-        return self._call("POST", f"/api/v2/dags/{dag_id}/dagRuns",
-                          {"logical_date": None, "conf": conf or {}})["dag_run_id"]
-
-    def run_state(self, dag_id: str, run_id: str) -> str:
-        return self._call("GET", f"/api/v2/dags/{dag_id}/dagRuns/{urllib.parse.quote(run_id)}")["state"]
+class AirflowApi(StackApi):
+    """The benchmarks' REST client, plus what the demo prints about a finished run."""
 
     def failed_tasks(self, dag_id: str, run_id: str) -> list[str]:
         """``task_id[VM]`` of every failed or upstream-failed task instance of the run."""
         try:
-            found = self._call("GET", f"/api/v2/dags/{dag_id}/dagRuns/{urllib.parse.quote(run_id)}/taskInstances"
+            found = self._call("GET", f"{self._run_path(dag_id, run_id)}/taskInstances"
                                       "?state=failed&state=upstream_failed&limit=100")["task_instances"]
         except OSError:
             return []
@@ -241,7 +206,7 @@ class AirflowApi:
         if not report_task:
             return None
         try:
-            entry = self._call("GET", f"/api/v2/dags/{dag_id}/dagRuns/{urllib.parse.quote(run_id)}/taskInstances/"
+            entry = self._call("GET", f"{self._run_path(dag_id, run_id)}/taskInstances/"
                                       f"{report_task}/xcomEntries/return_value")
         except OSError:
             return None
