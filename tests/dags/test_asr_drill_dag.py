@@ -73,7 +73,10 @@ def test_a_clean_drill_passes_and_proves_its_cleanup(protected, output, reports)
     timings = {(t["task_id"], t["map_index"]): t for t in report["tasks"]}
     assert timings[("drill_vm.verify_test_vm", "SQL-PRD-01")]["state"] == "success"
     assert timings[("readiness_gate", None)]["duration_seconds"] is not None
-    html = Path(report_of(run)["vms"] and next(reports.rglob("*.html"))).read_text()
+    outcome = next(t for t in run.get_task_instances() if t.task_id == "drill_report").xcom_pull(
+        task_ids="drill_report")
+    assert Path(outcome["html"]).parent.parent == reports
+    html = Path(outcome["html"]).read_text()
     assert "PASS" in html and "SQL-PRD-01" in html
     assert "Drill verdict PASS" in log and str(reports) in log
     tfo = [r for r in protected.requests(since=since, method="POST") if r["path"].endswith("/testFailover")]

@@ -128,8 +128,6 @@ def drill_report(site_name: str) -> dict[str, Any]:
     It succeeds whatever the verdict, so the Asset event is published for failed drills too;
     :func:`check_verdict` then fails the run when the verdict is FAIL.
     """
-    from airflow.sdk import Asset
-
     from site_recovery.drill_report import load_history, write_report
 
     context = get_current_context()

@@ -41,8 +41,10 @@ def known_vms_file(site_name: str) -> Path:
     ``$SITE_RECOVERY_STATE_DIR/<site>/vms.json`` (default: ``include/state``). Parsing the DAG
     reads this small local file instead of asking VMM or ASR (no network I/O at parse time).
     """
+    from site_recovery.site import default_sites_dir
+
     folder = os.environ.get("SITE_RECOVERY_STATE_DIR")
-    base = Path(folder).expanduser() if folder else Path(__file__).resolve().parents[3] / "include" / "state"
+    base = Path(folder).expanduser() if folder else default_sites_dir().parent / "state"
     return base / site_name / "vms.json"
 
 
