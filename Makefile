@@ -4,7 +4,7 @@ SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 STAMP := $(VENV)/.installed
-LOCKS := requirements.txt requirements-dev.txt include/lab/pyproject.toml
+LOCKS := requirements.txt requirements-dev.txt include/lab/pyproject.toml plugins/site_recovery/pyproject.toml
 
 .PHONY: setup demo test bench lock clean
 
@@ -15,6 +15,7 @@ $(STAMP): $(LOCKS)
 	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements.txt -r requirements-dev.txt
 	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check --no-deps -e include/lab
+	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check --no-deps -e plugins/site_recovery
 	@touch $(STAMP)
 
 demo: $(STAMP)

@@ -26,13 +26,14 @@ os.environ.update(
         "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        # Waits defer to the triggerer, as every deployment of this product is configured (see README).
+        "AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE": "True",
         "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{_AIRFLOW_HOME}/airflow.db",
         "AIRFLOW__LOGGING__NAMESPACE_LEVELS": "azure=warning urllib3=error pypsrp=warning",
         "SITE_RECOVERY_STATE_DIR": str(_AIRFLOW_HOME / "site-recovery-state"),
     }
 )
-sys.path.insert(0, str(REPO / "plugins"))
 
 LAB_START_TIMEOUT = 60
 

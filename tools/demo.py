@@ -95,8 +95,9 @@ def main() -> int:
         env.update({
             "AIRFLOW_HOME": str(DEMO_DIR / "airflow"),
             "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
-            "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),  # just .airflowignore; site_recovery is installed
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE": "True",
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
             "AIRFLOW__API__PORT": str(UI_PORT),
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://localhost:{UI_PORT}/execution/",
