@@ -13,6 +13,10 @@ class AsrJobFailed(AsrJobError, AirflowFailException):
     """An ASR job ended failed, cancelled, partially succeeded or suspended: final, no retry."""
 
 
+class MalformedAsrAnswer(AirflowFailException):
+    """ASR answered with a record missing a field or holding a value ASR never writes: final, no retry."""
+
+
 class VmmError(AirflowException):
     """A PowerShell script could not be run on a VMM server or Hyper-V host, or broke its contract."""
 
@@ -54,3 +58,15 @@ class VmmScriptOutputError(VmmError, AirflowFailException):
 
 class RequestRefused(AirflowFailException):
     """The hook refused to send a request its caller may never make (a drill's failover, say): final."""
+
+
+class DeploymentCheckFailed(AirflowFailException):
+    """A check of the deployment failed (prerequisites, networking, site file vs estate): final, no retry."""
+
+
+class DeploymentError(AirflowFailException):
+    """Azure refused a request for a reason a retry will not fix (validation, authorization): final."""
+
+
+class DrillFailed(AirflowFailException):
+    """The drill did not prove the site can recover: its verdict is FAIL (the report says why)."""

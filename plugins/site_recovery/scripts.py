@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from site_recovery.script_contract import ScriptContract
+from site_recovery.vocabulary import Heartbeat, VmPowerState
 
 Authentication = Literal["Kerberos", "Certificate", "CertificateAndKerberos"]
 
@@ -232,7 +233,8 @@ class TestVmStatus(_Document):
     @property
     def healthy(self) -> bool:
         """Running, answering its heartbeat, and holding an address."""
-        return self.exists and self.state == "Running" and self.heartbeat == "OK" and bool(self.ip_addresses)
+        return (self.exists and self.state == VmPowerState.RUNNING and self.heartbeat == Heartbeat.OK
+                and bool(self.ip_addresses))
 
     def summary(self) -> str:
         if not self.exists:

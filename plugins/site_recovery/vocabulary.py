@@ -1,0 +1,273 @@
+"""The one vocabulary of the integration: every state, scenario and outcome a decision reads.
+
+ASR writes these values as strings on the wire; the SDK hands them over as plain ``str``. Here
+each gets one name, shared by the hook's records, the triggers, the sensors, the operators, the
+domain rules and the reports, so no layer spells ``"TestFailover"`` or ``"Protected"`` itself.
+They are ``StrEnum`` members: equal to ASR's strings, JSON-safe, and readable in a log.
+
+Nothing here imports Airflow, Azure or pydantic: DAG files and the plugin manager may load it.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class AsrJobState(StrEnum):
+    """An ASR job's ``properties.state`` (also each job task's state)."""
+
+    NOT_STARTED = "NotStarted"
+    IN_PROGRESS = "InProgress"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    CANCELLED = "Cancelled"
+    SUSPENDED = "Suspended"
+    SKIPPED = "Skipped"
+    OTHER = "Other"
+
+    @property
+    def is_terminal(self) -> bool:
+        """The job has ended: its outcome will not change."""
+        return self in _TERMINAL_JOB_STATES
+
+    @property
+    def is_failure(self) -> bool:
+        """The job ended without doing its work."""
+        return self in _FAILED_JOB_STATES
+
+    @property
+    def is_running(self) -> bool:
+        """The job is queued or working."""
+        return self in (AsrJobState.NOT_STARTED, AsrJobState.IN_PROGRESS)
+
+
+_TERMINAL_JOB_STATES = frozenset({AsrJobState.SUCCEEDED, AsrJobState.FAILED, AsrJobState.CANCELLED})
+_FAILED_JOB_STATES = frozenset({AsrJobState.FAILED, AsrJobState.CANCELLED})
+
+
+class AsrJobStateDescription(StrEnum):
+    """The ``stateDescription`` values a decision reads (others are shown as ASR wrote them)."""
+
+    #: a ``Succeeded`` job in which some tasks failed
+    PARTIALLY_SUCCEEDED = "PartiallySucceeded"
+    #: the description of a plain ``Succeeded`` job (nothing to add to the state)
+    COMPLETED = "Completed"
+
+
+class AsrJobAction(StrEnum):
+    """Entries of a job's ``allowedActions``."""
+
+    CANCEL = "Cancel"
+    RESTART = "Restart"
+    RESUME = "Resume"
+
+
+class Scenario(StrEnum):
+    """A job's ``scenarioName``, also a protected item's ``currentScenario.scenarioName``."""
+
+    REGISTER_PROVIDER = "RegisterDra"
+    CREATE_POLICY = "AddProtectionProfile"
+    UPDATE_POLICY = "UpdateProtectionProfile"
+    REMOVE_POLICY = "RemoveProtectionProfile"
+    PAIR_CLOUDS = "AssociateProtectionProfile"
+    UNPAIR_CLOUDS = "DissociateProtectionProfile"
+    MAP_NETWORKS = "NetworkPairing"
+    UNMAP_NETWORKS = "NetworkUnpairing"
+    ENABLE_PROTECTION = "EnableDr"
+    PRIMARY_INITIAL_REPLICATION = "PrimaryIrCompletion"
+    SECONDARY_INITIAL_REPLICATION = "SecondaryIrCompletion"
+    TEST_FAILOVER = "TestFailover"
+    TEST_FAILOVER_CLEANUP = "TestFailoverCleanup"
+    PLANNED_FAILOVER = "PlannedFailover"
+    UNPLANNED_FAILOVER = "UnplannedFailover"
+    COMMIT_FAILOVER = "CommitFailover"
+    CANCEL_FAILOVER = "CancelFailover"
+    REPROTECT = "ReverseReplication"
+    DISABLE_PROTECTION = "DisableDr"
+    PURGE_PROTECTION = "PurgeProtection"
+
+
+#: The jobs that make up enabling a VM (the initial replication jobs run while the item shows no scenario).
+ENABLE_SCENARIOS = frozenset({Scenario.ENABLE_PROTECTION, Scenario.PRIMARY_INITIAL_REPLICATION,
+                              Scenario.SECONDARY_INITIAL_REPLICATION})
+#: The scenarios of a drill: a protected item showing one of these is in (or leaving) a test failover.
+DRILL_SCENARIOS = frozenset({Scenario.TEST_FAILOVER, Scenario.TEST_FAILOVER_CLEANUP})
+
+
+class ProtectionState(StrEnum):
+    """A protected item's ``protectionState`` (the values this product reads; ASR has more)."""
+
+    UNPROTECTED_STATES_BEGIN = "UnprotectedStatesBegin"
+    ENABLING_PROTECTION = "EnablingProtection"
+    INITIAL_REPLICATION_PENDING = "InitialReplicationPending"
+    INITIAL_REPLICATION_IN_PROGRESS = "InitialReplicationInProgress"
+    INITIAL_REPLICATION_FAILED = "InitialReplicationFailed"
+    PROTECTED = "Protected"
+    PLANNED_FAILOVER_COMPLETED = "PlannedFailoverCompleted"
+    UNPLANNED_FAILOVER_COMMIT_PENDING = "UnplannedFailoverCommitPendingStatesBegin"
+    COMMIT_FAILOVER_COMPLETED = "CommitFailoverCompleted"
+
+    @property
+    def is_enabling(self) -> bool:
+        """The item's enable job or initial replication is under way (it uses the WAN link)."""
+        return self in _ENABLING_STATES
+
+
+_ENABLING_STATES = frozenset({ProtectionState.UNPROTECTED_STATES_BEGIN, ProtectionState.ENABLING_PROTECTION,
+                              ProtectionState.INITIAL_REPLICATION_PENDING,
+                              ProtectionState.INITIAL_REPLICATION_IN_PROGRESS})
+
+
+class ReplicationHealth(StrEnum):
+    """A protected item's ``replicationHealth``."""
+
+    NORMAL = "Normal"
+    WARNING = "Warning"
+    CRITICAL = "Critical"
+
+
+class TestFailoverState(StrEnum):
+    """A protected item's ``testFailoverState``."""
+
+    __test__ = False  # not a pytest test class
+
+    NONE = "None"
+    INITIATED = "TestFailoverInitiated"
+    WAITING_FOR_COMPLETION = "WaitingForCompletion"
+    FAILED = "TestFailoverFailed"
+    MARKED_FOR_DELETION = "MarkedForDeletion"
+
+    @property
+    def is_idle(self) -> bool:
+        """No test failover is active: nothing for a cleanup to remove."""
+        return self in (TestFailoverState.NONE, TestFailoverState.MARKED_FOR_DELETION)
+
+
+class AllowedOperation(StrEnum):
+    """Entries of a protected item's ``allowedOperations`` that this product reads."""
+
+    TEST_FAILOVER = "TestFailover"
+    TEST_FAILOVER_CLEANUP = "TestFailoverCleanup"
+    PLANNED_FAILOVER = "PlannedFailover"
+    UNPLANNED_FAILOVER = "UnplannedFailover"
+    COMMIT = "Commit"
+    REPROTECT = "ReverseReplicate"
+    DISABLE_PROTECTION = "DisableProtection"
+    CANCEL_FAILOVER = "CancelFailover"
+
+
+class VmPowerState(StrEnum):
+    """VMM's ``VirtualMachineState`` of a VM (a drill's test VM), as Get-TestVmStatus reports it."""
+
+    RUNNING = "Running"
+    POWER_OFF = "PowerOff"
+    SAVED = "Saved"
+    PAUSED = "Paused"
+
+
+class Heartbeat(StrEnum):
+    """Hyper-V's heartbeat of a VM, as Get-TestVmStatus reports it."""
+
+    OK = "OK"
+    NO_CONTACT = "NoContact"
+    LOST_COMMUNICATION = "LostCommunication"
+    DEGRADED = "Degraded"
+    ERROR = "Error"
+    DISABLED = "Disabled"
+    UNKNOWN = "Unknown"
+
+
+class WaitStatus(StrEnum):
+    """How a wait ended, as Airflow's trigger events say it."""
+
+    SUCCESS = "success"
+    ERROR = "error"
+
+
+class WaitReason(StrEnum):
+    """Why a wait ended. Sensors decide on this, never on a message's text."""
+
+    #: what was awaited happened (a job succeeded, a VM is protected, a slot is free)
+    SUCCEEDED = "succeeded"
+    #: what was awaited ended badly and a retry will not change it (job failed, VM lost its protection)
+    FAILED = "failed"
+    #: the wait's own deadline passed first
+    TIMED_OUT = "timed_out"
+    #: the wait could not read ASR (a retry may help)
+    ERROR = "error"
+
+    @property
+    def status(self) -> WaitStatus:
+        return WaitStatus.SUCCESS if self is WaitReason.SUCCEEDED else WaitStatus.ERROR
+
+
+class ProtectionAction(StrEnum):
+    """What the enable-replication plan decided for one in-scope VM."""
+
+    ENABLE = "enable"  #: not protected yet, protectable: the run enables it
+    WAIT = "wait"  #: an earlier run (or someone) started enabling it: the run waits for it
+    PROTECTED = "already protected"  #: left alone, reported with its health
+    NOT_PROTECTABLE = "not protectable"  #: ASR's readiness errors say why; reported, not a failure
+    ATTENTION = "needs attention"  #: protected item in a state this DAG does not repair (e.g. failed IR)
+
+    @property
+    def has_target(self) -> bool:
+        """The VM gets the mapped enable/wait tasks."""
+        return self in (ProtectionAction.ENABLE, ProtectionAction.WAIT)
+
+
+class DrillOutcome(StrEnum):
+    """One VM's outcome in a drill report."""
+
+    PASSED = "passed"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+class DrillVerdict(StrEnum):
+    """A whole drill's verdict."""
+
+    PASS = "PASS"
+    FAIL = "FAIL"
+
+
+class DrillPhase(StrEnum):
+    """The phases of one VM's drill timeline."""
+
+    TEST_FAILOVER = "test_failover"
+    VERIFY = "verify"
+    CLEANUP = "cleanup"
+
+
+class DeployAction(StrEnum):
+    """What a deployment step did to one thing it ensures."""
+
+    IN_PLACE = "already in place"
+    CREATED = "created"
+    UPDATED = "updated"
+    SKIPPED = "skipped"
+
+
+class ProviderConnectionState(StrEnum):
+    """A Recovery Services provider's (the ASR Provider on a VMM server) ``connectionStatus``."""
+
+    CONNECTED = "Connected"
+    NOT_CONNECTED = "NotConnected"
+
+
+class ResourceProviderState(StrEnum):
+    """An Azure resource provider's ``registrationState`` in a subscription."""
+
+    REGISTERED = "Registered"
+    REGISTERING = "Registering"
+    NOT_REGISTERED = "NotRegistered"
+    UNREGISTERED = "Unregistered"
+
+
+class ProvisioningState(StrEnum):
+    """An ARM resource's ``provisioningState`` (the vault's)."""
+
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    CREATING = "Creating"
+    DELETING = "Deleting"
