@@ -4,7 +4,8 @@ There is no REST call that returns a ``.VaultCredentials`` file; Azure PowerShel
 ``Get-AzRecoveryServicesVaultSettingsFile`` builds it on the client: it uploads a fresh
 self-signed certificate to the vault, reads (or creates) the vault's channel integrity key
 and writes both, with the vault's coordinates, into an XML document. This module does the
-same through :class:`~site_recovery.hooks.asr.AzureSiteRecoveryHook`.
+same through :class:`~site_recovery.hooks.asr.AzureSiteRecoveryHook`'s methods (this module
+makes no Azure call of its own and imports no Azure SDK).
 
 The document is a secret: whoever holds it can register a server with the vault. It is
 built inside the task that uses it, masked at once, and never returned to XCom or logged;
@@ -21,7 +22,6 @@ from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING
 from xml.sax.saxutils import escape
 
-from azure.core.exceptions import ResourceNotFoundError
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -72,19 +72,15 @@ def issue_vault_credentials(hook: AzureSiteRecoveryHook, resource_group_name: st
         be used by a provider registered this way.
     """
     now = (now or datetime.now(timezone.utc)).replace(microsecond=0)
-    client = hook.get_vault_client()
-    vault = client.vaults.get(resource_group_name, vault_name)
+    vault = hook.get_vault(resource_group_name, vault_name)
     settings = hook.settings
     # PowerShell names the certificate by day; a second issue on the same day would replace the
     # first certificate and so void credentials another task is still using. The time keeps
     # every issue's certificate, and with it every issued document, valid.
     certificate_name = f"{vault_name}{settings.subscription_id}-{now:%-m-%-d-%Y-%H%M%S}-vaultcredentials"
     der = _self_signed_certificate(now)
-    uploaded = client.vault_certificates.create(
-        resource_group_name, vault_name, certificate_name,
-        {"properties": {"authType": "AAD", "certificate": base64.b64encode(der).decode()}},
-    )
-    integrity_key = _channel_integrity_key(client, resource_group_name, vault_name)
+    uploaded = hook.upload_vault_certificate(resource_group_name, vault_name, certificate_name, der)
+    integrity_key = _channel_integrity_key(hook, resource_group_name, vault_name)
     mask_secret(integrity_key)
     props = uploaded.properties
     xml = _document(
@@ -118,12 +114,9 @@ def _self_signed_certificate(now: datetime) -> bytes:
     return cert.public_bytes(serialization.Encoding.DER)
 
 
-def _channel_integrity_key(client, resource_group_name: str, vault_name: str) -> str:
+def _channel_integrity_key(hook: AzureSiteRecoveryHook, resource_group_name: str, vault_name: str) -> str:
     """Read the vault's integrity key, creating it as PowerShell does when there is none."""
-    try:
-        info = client.vault_extended_info.get(resource_group_name, vault_name)
-    except ResourceNotFoundError:
-        info = None
+    info = hook.get_vault_extended_info_or_none(resource_group_name, vault_name)
     if info is not None and info.properties and info.properties.integrity_key:
         if (info.properties.algorithm or "None") != "None":
             raise VaultCredentialsError(
@@ -134,12 +127,12 @@ def _channel_integrity_key(client, resource_group_name: str, vault_name: str) ->
         return info.properties.integrity_key
     alphabet = string.ascii_letters + string.digits
     key = "".join(secrets.choice(alphabet) for _ in range(INTEGRITY_KEY_LENGTH))
-    client.vault_extended_info.create_or_update(
+    hook.create_or_update_vault_extended_info(
         resource_group_name, vault_name, {"properties": {"integrityKey": key, "algorithm": "None"}},
     )
     # Another task may have created a key at the same moment; the vault keeps the last one
     # written, and only that one makes valid credentials.
-    return client.vault_extended_info.get(resource_group_name, vault_name).properties.integrity_key
+    return hook.get_vault_extended_info(resource_group_name, vault_name).properties.integrity_key
 
 
 def _document(*, subscription_id: str, resource_group: str, vault_name: str, resource_id: str, location: str,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from site_recovery.hooks.asr import AzureSiteRecoveryHook
-from site_recovery.operators.deploy_vault import running_job
+from site_recovery.deployment import running_job
 from site_recovery.site import load_sites
 from tests.labflows import Runbook, asr_client, vault_client
 

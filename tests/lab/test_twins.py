@@ -24,6 +24,7 @@ from asr_lab.estate import load_estate
 from asr_lab.onprem import OnPremState
 from asr_lab.twins import WindowsServerContext, build_twins
 from asr_lab.winrm.scripts import TwinResult
+from site_recovery.hooks.asr import AzureSiteRecoveryHook
 from site_recovery.scripts import SCRIPTS
 from site_recovery.vault_credentials import issue_vault_credentials
 from tests.lab.test_arm_world import BASE_URL, RESOURCE_GROUP, VAULT, World
@@ -80,11 +81,12 @@ class TwinLab:
 
     def vault_credentials(self, name: str = VAULT) -> str:
         """The XML ``issue_vault_credentials`` builds for vault ``name``, valid from the lab's now."""
-        hook = SimpleNamespace(get_vault_client=lambda: _VaultClient(self.backend, self.estate.subscription_id),
-                               settings=SimpleNamespace(subscription_id=self.estate.subscription_id,
-                                                        authority="https://login.microsoftonline.com/",
-                                                        tenant_id=self.estate.tenant_id,
-                                                        resource_manager_endpoint=BASE_URL))
+        # The product's hook, its Recovery Services client swapped for the in-process stand-in.
+        hook = AzureSiteRecoveryHook(azure_conn_id="twins")
+        hook.vault_client = _VaultClient(self.backend, self.estate.subscription_id)
+        hook.settings = SimpleNamespace(subscription_id=self.estate.subscription_id,
+                                        authority="https://login.microsoftonline.com/",
+                                        tenant_id=self.estate.tenant_id, resource_manager_endpoint=BASE_URL)
         return issue_vault_credentials(hook, RESOURCE_GROUP, name, now=self.clock.now()).xml
 
 

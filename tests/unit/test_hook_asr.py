@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import base64
 import io
 import json
 import time
@@ -21,6 +22,7 @@ from azure.core.exceptions import (
 from azure.core.pipeline.transport import RequestsTransport
 from azure.core.utils import CaseInsensitiveDict
 from azure.identity import CredentialUnavailableError
+from azure.mgmt.recoveryservices import RecoveryServicesClient
 from azure.mgmt.recoveryservicessiterecovery import SiteRecoveryManagementClient
 from azure.mgmt.recoveryservicessiterecovery.aio import (
     SiteRecoveryManagementClient as AsyncSiteRecoveryManagementClient,
@@ -31,15 +33,17 @@ from requests.adapters import BaseAdapter
 from airflow.sdk import Connection
 from site_recovery.hooks import asr
 from site_recovery.hooks.asr import (
-    AsrJobState,
     AzureSiteRecoveryHook,
     arm_settings,
     credential_spec,
+    is_azure_error,
+    is_not_found,
     is_transient,
     job_name_from_headers,
     retry_after_seconds,
     summarize_job,
 )
+from site_recovery.vocabulary import AsrJobState
 
 CONN_ID = "asr_unit"
 SUB = "00000000-0000-0000-0000-00000000000a"
@@ -188,7 +192,7 @@ def job_dict(state="InProgress", **properties):
 
 
 def test_summarize_running_job_treats_placeholder_times_as_unset():
-    summary = summarize_job(Job(job_dict()))
+    summary = summarize_job(Job(job_dict())).to_json()
 
     assert json.loads(json.dumps(summary)) == summary
     assert summary == {
@@ -198,7 +202,7 @@ def test_summarize_running_job_treats_placeholder_times_as_unset():
         "target": "VM1",
         "state": AsrJobState.IN_PROGRESS,
         "state_description": "InProgress",
-        "start_time": "2021-03-24T10:00:00+00:00",
+        "start_time": "2021-03-24T10:00:00Z",
         "end_time": None,
         "duration_seconds": None,
         "allowed_actions": ["Cancel"],
@@ -207,8 +211,8 @@ def test_summarize_running_job_treats_placeholder_times_as_unset():
                 "name": "VmTfoPrerequisitesCheck",
                 "friendly_name": "Prerequisites check for test failover",
                 "state": "Succeeded",
-                "start_time": "2021-03-24T10:00:01+00:00",
-                "end_time": "2021-03-24T10:00:31.500000+00:00",
+                "start_time": "2021-03-24T10:00:01Z",
+                "end_time": "2021-03-24T10:00:31.500000Z",
                 "duration_seconds": 30.5,
             },
             {
@@ -242,10 +246,10 @@ def test_summarize_failed_job_reads_service_and_provider_error_details():
     )
     raw["properties"]["tasks"][0]["errors"] = [{"serviceErrorDetails": service}]
 
-    summary = summarize_job(raw)
+    summary = summarize_job(raw).to_json()
 
     assert summary["state"] == AsrJobState.FAILED
-    assert summary["end_time"] == "2021-03-24T10:05:00+00:00"
+    assert summary["end_time"] == "2021-03-24T10:05:00Z"
     assert summary["duration_seconds"] == 300.0
     assert summary["allowed_actions"] == []
     assert summary["errors"] == [
@@ -254,26 +258,30 @@ def test_summarize_failed_job_reads_service_and_provider_error_details():
             "message": "Replication policy creation failed.",
             "possible_causes": "The VMM server is offline.",
             "recommended_action": "Bring the VMM server online and retry.",
+            "level": None,
         },
         {
             "code": "31349",
             "message": "Hyper-V host unreachable.",
             "possible_causes": "Network.",
             "recommended_action": None,
+            "level": None,
         },
     ]
     assert json.loads(json.dumps(summary)) == summary
 
 
 def test_summarize_job_without_properties():
-    assert summarize_job(Job({"name": JOB})) == {"name": JOB, "state": None, "tasks": [], "errors": []}
+    summary = summarize_job(Job({"name": JOB}))
+
+    assert (summary.name, summary.state, summary.tasks, summary.errors) == (JOB, None, [], [])
 
 
 def test_summarize_job_keeps_errors_reported_only_on_a_task():
     raw = job_dict("Failed")
     raw["properties"]["tasks"][1]["errors"] = [{"providerErrorDetails": {"errorCode": 70094, "errorMessage": "x"}}]
 
-    assert [error["code"] for error in summarize_job(raw)["errors"]] == ["70094"]
+    assert [error.code for error in summarize_job(raw).errors] == ["70094"]
 
 
 BASE_EXTRAS = {"tenantId": TENANT, "subscriptionId": SUB}
@@ -348,6 +356,38 @@ def test_arm_settings_rejects_incomplete_connections_without_leaking_the_secret(
 
 def test_arm_settings_repr_hides_the_secret():
     assert SECRET not in repr(arm_settings(CONN_ID, "client", SECRET, BASE_EXTRAS))
+
+
+KEY_JSON = json.dumps({"clientId": "c", "clientSecret": SECRET, "subscriptionId": SUB, "tenantId": TENANT})
+
+
+@pytest.mark.parametrize(
+    ("extras", "named"),
+    [
+        pytest.param({"key_path": "/keys/sp.json"}, "key_path", id="key_path"),
+        pytest.param({"key_json": KEY_JSON}, "key_json", id="key_json"),
+        pytest.param({"extra__azure__key_path": "/keys/sp.json"}, "key_path", id="legacy-prefixed-key_path"),
+        pytest.param({"key_path": "/keys/sp.json", "key_json": KEY_JSON}, "key_path and key_json", id="both"),
+    ],
+)
+def test_arm_settings_refuses_key_files_instead_of_falling_back_to_default_credential(extras, named):
+    with pytest.raises(ValueError) as excinfo:
+        arm_settings(CONN_ID, None, None, BASE_EXTRAS | extras)
+
+    message = str(excinfo.value)
+    assert f"Connection {CONN_ID!r} sets {named}" in message
+    assert "not supported by the Azure Site Recovery hook" in message
+    for way in ("client secret", "managed identity", "DefaultAzureCredential"):
+        assert way in message
+    assert SECRET not in message and "/keys/sp.json" not in message
+
+
+@pytest.mark.parametrize("empty", [None, ""])
+def test_arm_settings_ignores_empty_key_file_extras(empty):
+    """The connection form saves untouched fields empty; that is not a key file."""
+    settings = arm_settings(CONN_ID, None, None, BASE_EXTRAS | {"key_path": empty, "key_json": empty})
+
+    assert settings.subscription_id == SUB
 
 
 @pytest.mark.parametrize(
@@ -460,10 +500,37 @@ def azure_conn(monkeypatch):
 
 
 def test_hook_identity():
-    assert AzureSiteRecoveryHook.conn_type == "azure"
+    assert AzureSiteRecoveryHook.conn_type == "azure_site_recovery"
     assert AzureSiteRecoveryHook.conn_name_attr == "azure_conn_id"
     assert AzureSiteRecoveryHook.default_conn_name == "azure_default"
     assert AzureSiteRecoveryHook.hook_name == "Azure Site Recovery"
+
+
+@pytest.mark.parametrize("conn_type", ["azure_site_recovery", "azure"])
+def test_hook_reads_connections_of_its_own_type_and_of_the_azure_providers(monkeypatch, conn_type):
+    conn = {"conn_type": conn_type, "login": "client", "password": SECRET, "extra": BASE_EXTRAS}
+    monkeypatch.setenv(f"AIRFLOW_CONN_{CONN_ID.upper()}", json.dumps(conn))
+
+    settings = AzureSiteRecoveryHook(azure_conn_id=CONN_ID).settings
+
+    assert (settings.subscription_id, settings.tenant_id, settings.client_id) == (SUB, TENANT, "client")
+
+
+def test_hook_refuses_a_key_path_connection_on_first_use(azure_conn):
+    hook = azure_conn(login=None, password=None, key_path="/keys/sp.json")
+
+    with pytest.raises(ValueError, match=f"Connection '{CONN_ID}' sets key_path"):
+        hook.get_credential()
+
+
+@pytest.mark.asyncio
+async def test_async_hook_refuses_a_key_json_connection(monkeypatch):
+    conn = Connection(conn_id=CONN_ID, conn_type="azure", extra=json.dumps(BASE_EXTRAS | {"key_json": KEY_JSON}))
+    monkeypatch.setattr(AzureSiteRecoveryHook, "aget_connection", mock.AsyncMock(return_value=conn))
+
+    with pytest.raises(ValueError, match="sets key_json") as excinfo:
+        await AzureSiteRecoveryHook(azure_conn_id=CONN_ID).aget_settings()
+    assert SECRET not in str(excinfo.value)
 
 
 @pytest.mark.parametrize(
@@ -605,6 +672,14 @@ def hook_against(*answers):
         transport=RequestsTransport(session=session, session_owner=False),
         retry_backoff_factor=0,
     )
+    hook.vault_client = RecoveryServicesClient(
+        StaticToken(),
+        SUB,
+        base_url="https://arm.lab.test",
+        credential_scopes=["https://arm.lab.test/.default"],
+        transport=RequestsTransport(session=session, session_owner=False),
+        retry_backoff_factor=0,
+    )
     return hook, arm
 
 
@@ -713,4 +788,145 @@ def test_summarize_job_never_reports_a_negative_duration():
     # ASR truncates a job's endTime to whole seconds but not its startTime.
     job = job_dict("Succeeded", startTime="2021-03-24T06:36:03.4196826Z", endTime="2021-03-24T06:36:03Z")
 
-    assert summarize_job(Job(job))["duration_seconds"] == 0.0
+    assert summarize_job(Job(job)).duration_seconds == 0.0
+
+
+# ---------------------------------------------------------------------------- reads (vault, fabric, mappings)
+NOT_FOUND = (404, {"Content-Type": "application/json"},
+             b'{"error": {"code": "ResourceNotFound", "message": "The resource was not found."}}')
+
+
+def ok(body) -> tuple:
+    return 200, {"Content-Type": "application/json"}, json.dumps(body).encode()
+
+
+def page(*items) -> tuple:
+    return ok({"value": list(items), "nextLink": None})
+
+
+def path_of(request) -> str:
+    return request.url.split("?")[0].removeprefix(f"https://arm.lab.test/subscriptions/{SUB}/resourceGroups/rg1"
+                                                  "/providers/Microsoft.RecoveryServices/vaults/vault1")
+
+
+def test_or_none_reads_answer_none_when_arm_says_not_found():
+    hook, arm = hook_against(NOT_FOUND, NOT_FOUND, NOT_FOUND, NOT_FOUND, NOT_FOUND)
+
+    assert hook.get_vault_or_none("rg1", "vault1") is None
+    assert hook.get_policy_or_none("rg1", "vault1", "policy1") is None
+    assert hook.get_protected_item_or_none("rg1", "vault1", "f", "c", "vm") is None
+    assert hook.get_vault_extended_info_or_none("rg1", "vault1") is None
+    assert hook.get_container_mapping_or_none("rg1", "vault1", "f", "c", "m") is None
+    assert [path_of(r) for r in arm.requests] == [
+        "", "/replicationPolicies/policy1", "/replicationFabrics/f/replicationProtectionContainers/c"
+        "/replicationProtectedItems/vm", "/extendedInformation/vaultExtendedInfo",
+        "/replicationFabrics/f/replicationProtectionContainers/c/replicationProtectionContainerMappings/m"]
+
+
+def test_or_none_reads_still_raise_other_errors():
+    hook, _ = hook_against((403, {"Content-Type": "application/json"},
+                            b'{"error": {"code": "AuthorizationFailed", "message": "no"}}'))
+
+    with pytest.raises(HttpResponseError) as excinfo:
+        hook.get_vault_or_none("rg1", "vault1")
+    assert is_azure_error(excinfo.value) and not is_not_found(excinfo.value)
+
+
+def test_fabric_reads_return_the_sdk_models():
+    fabric = {"name": "fabric-guid", "properties": {"friendlyName": "vmm-ams-01"}}
+    provider = {"name": "p", "properties": {"connectionStatus": "Connected"}}
+    container = {"name": "cloud-guid", "properties": {"friendlyName": "Gold-Prod"}}
+    network = {"name": "net-guid", "id": "/net", "properties": {"friendlyName": "Prod-App"}}
+    policy = {"name": "policy1", "id": "/policy1", "properties": {"friendlyName": "policy1"}}
+    hook, arm = hook_against(page(fabric), page(provider), page(container), page(network), page(policy),
+                             ok(policy))
+
+    assert [f.properties.friendly_name for f in hook.list_fabrics("rg1", "vault1")] == ["vmm-ams-01"]
+    assert [p.properties.connection_status for p in hook.list_recovery_services_providers("rg1", "vault1", "f")] \
+        == ["Connected"]
+    assert [c.name for c in hook.list_protection_containers("rg1", "vault1", "f")] == ["cloud-guid"]
+    assert [n.id for n in hook.list_vm_networks("rg1", "vault1", "f")] == ["/net"]
+    assert [p.name for p in hook.list_policies("rg1", "vault1")] == ["policy1"]
+    assert hook.get_policy("rg1", "vault1", "policy1").id == "/policy1"
+    assert [path_of(r) for r in arm.requests] == [
+        "/replicationFabrics", "/replicationFabrics/f/replicationRecoveryServicesProviders",
+        "/replicationFabrics/f/replicationProtectionContainers", "/replicationFabrics/f/replicationNetworks",
+        "/replicationPolicies", "/replicationPolicies/policy1"]
+
+
+def test_mapping_lists_cover_the_vault_or_one_network_or_cloud():
+    mapping = {"name": "prod-app-to-dr-app", "properties": {"recoveryNetworkId": "/dr-app"}}
+    pairing = {"name": "gold-prod-to-gold-dr", "properties": {"policyId": "/policy1"}}
+    hook, arm = hook_against(page(mapping), page(mapping), page(pairing), page(pairing), ok(mapping))
+
+    assert [m.name for m in hook.list_network_mappings("rg1", "vault1")] == ["prod-app-to-dr-app"]
+    assert [m.properties.recovery_network_id for m in hook.list_network_mappings("rg1", "vault1", "f", "n")] \
+        == ["/dr-app"]
+    assert [m.name for m in hook.list_container_mappings("rg1", "vault1")] == ["gold-prod-to-gold-dr"]
+    assert [m.properties.policy_id for m in hook.list_container_mappings("rg1", "vault1", "f", "c")] == ["/policy1"]
+    assert hook.get_network_mapping("rg1", "vault1", "f", "n", "m").name == "prod-app-to-dr-app"
+    assert [path_of(r) for r in arm.requests] == [
+        "/replicationNetworkMappings",
+        "/replicationFabrics/f/replicationNetworks/n/replicationNetworkMappings",
+        "/replicationProtectionContainerMappings",
+        "/replicationFabrics/f/replicationProtectionContainers/c/replicationProtectionContainerMappings",
+        "/replicationFabrics/f/replicationNetworks/n/replicationNetworkMappings/m"]
+    with pytest.raises(ValueError, match="both fabric_name and network_name"):
+        hook.list_network_mappings("rg1", "vault1", "f")
+    with pytest.raises(ValueError, match="both fabric_name and container_name"):
+        hook.list_container_mappings("rg1", "vault1", container_name="c")
+
+
+def test_resource_provider_state():
+    hook, arm = hook_against(ok({"namespace": "Microsoft.RecoveryServices", "registrationState": "Registered"}),
+                             ok({"namespace": "Microsoft.RecoveryServices"}))
+
+    assert hook.get_resource_provider_state(SUB) == "Registered"
+    assert hook.get_resource_provider_state(SUB) == "Unknown"
+    assert arm.requests[0].method == "GET"
+    assert arm.requests[0].url == (f"https://arm.lab.test/subscriptions/{SUB}/providers/Microsoft.RecoveryServices"
+                                   "?api-version=2021-04-01")
+
+
+def test_vault_reads_and_creation():
+    vault = {"name": "vault1", "id": "/vault1", "location": "westeurope",
+             "properties": {"provisioningState": "Succeeded"}}
+    hook, arm = hook_against(ok(vault), ok(vault))
+
+    assert hook.get_vault("rg1", "vault1").location == "westeurope"
+    created = hook.create_vault("rg1", "vault1", {"location": "westeurope", "sku": {"name": "Standard"}})
+    assert created.properties.provisioning_state == "Succeeded"
+    assert [r.method for r in arm.requests] == ["GET", "PUT"]
+    assert json.loads(arm.requests[1].body)["location"] == "westeurope"
+
+
+def test_vault_credentials_calls():
+    der = b"\x30\x82certificate"
+    uploaded = {"name": "cert1", "properties": {"authType": "AAD", "certificate": base64.b64encode(der).decode(),
+                                                 "resourceId": 42}}
+    info = {"name": "vaultExtendedInfo", "properties": {"integrityKey": "k" * 128, "algorithm": "None"}}
+    hook, arm = hook_against(ok(uploaded), ok(info), ok(info))
+
+    assert hook.upload_vault_certificate("rg1", "vault1", "cert1", der).properties.resource_id == 42
+    written = hook.create_or_update_vault_extended_info(
+        "rg1", "vault1", {"properties": {"integrityKey": "k" * 128, "algorithm": "None"}})
+    assert written.properties.integrity_key == "k" * 128
+    assert hook.get_vault_extended_info("rg1", "vault1").properties.algorithm == "None"
+    put = arm.requests[0]
+    assert (put.method, path_of(put)) == ("PUT", "/certificates/cert1")
+    assert json.loads(put.body) == {"properties": {"authType": "AAD", "certificate": base64.b64encode(der).decode()}}
+    assert [(r.method, path_of(r)) for r in arm.requests[1:]] == [
+        ("PUT", "/extendedInformation/vaultExtendedInfo"), ("GET", "/extendedInformation/vaultExtendedInfo")]
+
+
+@pytest.mark.asyncio
+async def test_async_protected_item_or_none():
+    hook = AzureSiteRecoveryHook(azure_conn_id=CONN_ID)
+    client = mock.MagicMock()
+    client.replication_protected_items.get = mock.AsyncMock(
+        side_effect=[ResourceNotFoundError(response=FakeResponse(404)), "item"])
+    hook._async_conn = client
+
+    assert await hook.aget_protected_item_or_none("rg1", "vault1", "f", "c", "vm") is None
+    assert await hook.aget_protected_item_or_none("rg1", "vault1", "f", "c", "vm") == "item"
+    client.replication_protected_items.get.assert_awaited_with("rg1", "vault1", "f", "c", "vm")

@@ -36,10 +36,10 @@ class LabClient:
         return cls(json.loads(path.read_text()))
 
     def azure_connection(self) -> dict:
-        """The lab as an Airflow ``azure`` connection (JSON form of ``AIRFLOW_CONN_<ID>``)."""
+        """The lab as an Airflow ``azure_site_recovery`` connection (JSON form of ``AIRFLOW_CONN_<ID>``)."""
         e = self.endpoints
         return {
-            "conn_type": "azure",
+            "conn_type": "azure_site_recovery",
             "login": e["client_id"],
             "password": e["client_secret"],
             "extra": {

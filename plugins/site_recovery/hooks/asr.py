@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import os
@@ -11,11 +12,17 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from functools import cached_property
-from typing import Any
+from typing import Any, TypeVar
 
 import azure.identity
 import azure.identity.aio
-from azure.core.exceptions import HttpResponseError, ServiceRequestError, ServiceResponseError
+from azure.core.exceptions import (
+    AzureError,
+    HttpResponseError,
+    ResourceNotFoundError,
+    ServiceRequestError,
+    ServiceResponseError,
+)
 from azure.mgmt.recoveryservices import RecoveryServicesClient
 from azure.mgmt.recoveryservices.aio import RecoveryServicesClient as AsyncRecoveryServicesClient
 from azure.mgmt.recoveryservicessiterecovery import SiteRecoveryManagementClient
@@ -24,33 +31,29 @@ from azure.mgmt.recoveryservicessiterecovery.aio import (
 )
 from azure.mgmt.recoveryservicessiterecovery.models import Job
 
+from pydantic import ValidationError
+
 from airflow.sdk import BaseHook
+from site_recovery.exceptions import MalformedAsrAnswer
+from site_recovery.records import (
+    AsrError,
+    FailoverItem,
+    JobSummary,
+    JobTask,
+    ProtectableVm,
+    ProtectedItemSummary,
+    Record,
+)
+from site_recovery.vocabulary import ProtectionState
+
+_R = TypeVar("_R", bound=Record)
+_T = TypeVar("_T")
 
 # azure-core's HttpLoggingPolicy writes every request and response at INFO; in a task log
 # that buries what a DR engineer needs. [logging] namespace_levels does not reach the task
 # runner's loggers, so quieten it where the clients are built. Set the logger's level back
 # to INFO (or DEBUG) to see the wire again.
 logging.getLogger("azure.core.pipeline.policies.http_logging_policy").setLevel(logging.WARNING)
-
-
-class AsrJobState:
-    """Values of an ASR job's ``properties.state``, shared by the hook, trigger and sensor."""
-
-    NOT_STARTED = "NotStarted"
-    IN_PROGRESS = "InProgress"
-    SUCCEEDED = "Succeeded"
-    FAILED = "Failed"
-    CANCELLED = "Cancelled"
-    SUSPENDED = "Suspended"
-    OTHER = "Other"
-
-    #: ``stateDescription`` of a ``Succeeded`` job in which some tasks failed.
-    PARTIALLY_SUCCEEDED = "PartiallySucceeded"
-    #: ``allowedActions`` entry of a job that can still be cancelled.
-    CANCEL_ACTION = "Cancel"
-
-    TERMINAL_STATES = frozenset({SUCCEEDED, FAILED, CANCELLED})
-    FAILURE_STATES = frozenset({FAILED, CANCELLED})
 
 
 @dataclass(frozen=True)
@@ -106,6 +109,31 @@ class ArmConnectionSettings:
         }
 
 
+#: Extras of AzureBaseHook's key-file authentication, which this hook does not support.
+UNSUPPORTED_EXTRAS = ("key_path", "key_json")
+
+
+def refuse_key_files(conn_id: str, extras: Mapping[str, Any]) -> None:
+    """
+    Refuse a connection that authenticates with an AzureBaseHook key file (``key_path``/``key_json``).
+
+    Ignoring them would fall through to ``DefaultAzureCredential`` and sign in as someone else
+    (or fail later with a message about a credential the connection never named).
+
+    :raise ValueError: The connection sets one of :data:`UNSUPPORTED_EXTRAS` (the value is never shown).
+    """
+    found = [name for name in UNSUPPORTED_EXTRAS
+             if any(extras.get(key) not in (None, "") for key in (name, f"extra__azure__{name}"))]
+    if found:
+        raise ValueError(
+            f"Connection {conn_id!r} sets {' and '.join(found)}: AzureBaseHook's key_path/key_json "
+            "authentication files are not supported by the Azure Site Recovery hook. Use a client secret "
+            "(login, password and the tenantId extra), a workload or managed identity, or "
+            "DefaultAzureCredential (no credentials in the connection), and remove "
+            f"{' and '.join(found)} from the connection."
+        )
+
+
 def arm_settings(
     conn_id: str, login: str | None, password: str | None, extras: Mapping[str, Any]
 ) -> ArmConnectionSettings:
@@ -116,8 +144,10 @@ def arm_settings(
     :param login: Service principal client id, if any.
     :param password: Service principal secret, if any.
     :param extras: The connection's parsed extras.
-    :raise ValueError: The connection is incomplete or names an unknown cloud.
+    :raise ValueError: The connection is incomplete, names an unknown cloud or uses a key file
+        (:func:`refuse_key_files`).
     """
+    refuse_key_files(conn_id, extras)
     extras = {key: value for key, value in extras.items() if value not in (None, "")}
     cloud_name = extras.get("cloud_environment", "AzurePublicCloud")
     if cloud_name not in _CLOUDS:
@@ -209,6 +239,24 @@ def is_transient(exc: BaseException) -> bool:
     return False
 
 
+def is_azure_error(exc: BaseException) -> bool:
+    """Tell whether ``exc`` came from Azure (ARM refused or failed a request, or it could not be reached)."""
+    return isinstance(exc, AzureError)
+
+
+def is_not_found(exc: BaseException) -> bool:
+    """Tell whether ``exc`` is ARM's answer that the resource does not exist (404)."""
+    return isinstance(exc, ResourceNotFoundError)
+
+
+def _or_none(read: Callable[..., _T], *args: Any) -> _T | None:
+    """Call a read; None when ARM answers that the resource does not exist."""
+    try:
+        return read(*args)
+    except ResourceNotFoundError:
+        return None
+
+
 def retry_after_seconds(exc: BaseException) -> float | None:
     """Return the delay a failed response asked for (``Retry-After`` / ``retry-after-ms``), if any."""
     response = getattr(exc, "response", None)
@@ -235,18 +283,13 @@ def _when(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
 
 
-def _timing(start: datetime | None, end: datetime | None) -> dict[str, Any]:
-    start, end = _when(start), _when(end)
+def _duration(start: datetime | None, end: datetime | None) -> float | None:
     # ASR reports a job's endTime in whole seconds but its startTime to the microsecond, so a
     # job that took under a second can "end" before it started.
-    return {
-        "start_time": start.isoformat() if start else None,
-        "end_time": end.isoformat() if end else None,
-        "duration_seconds": max(0.0, round((end - start).total_seconds(), 3)) if start and end else None,
-    }
+    return max(0.0, round((end - start).total_seconds(), 3)) if start and end else None
 
 
-def _errors(details: list | None) -> list[dict[str, Any]]:
+def _errors(details: list | None) -> list[AsrError]:
     errors = []
     for detail in details or []:
         service, provider = detail.service_error_details, detail.provider_error_details
@@ -258,86 +301,72 @@ def _errors(details: list | None) -> list[dict[str, Any]]:
             causes, action = provider.possible_causes, provider.recommended_action
         else:
             continue
-        errors.append(
-            {
-                "code": None if code is None else str(code),
-                "message": message,
-                "possible_causes": causes,
-                "recommended_action": action,
-            }
-        )
+        errors.append(AsrError(code=None if code is None else str(code), message=message,
+                               possible_causes=causes, recommended_action=action))
     return errors
 
 
-def describe_errors(errors: list[Mapping[str, Any]] | None) -> str:
-    """ASR errors (a job's, or a protected item's health errors, as summarized here) as one readable text."""
-    parts = []
-    for error in errors or []:
-        text = f"[{error.get('code')}] {error.get('message')}"
-        if error.get("possible_causes"):
-            text += f" Possible causes: {error['possible_causes']}"
-        if error.get("recommended_action"):
-            text += f" Recommended action: {error['recommended_action']}"
-        parts.append(text)
-    return "; ".join(parts)
-
-
-def _failover_items(details: Any) -> list[dict[str, Any]]:
+def _failover_items(details: Any) -> list[FailoverItem]:
     """The VMs of a (test) failover job: test VM, network and the recovery point it used."""
-    found = []
-    for entry in getattr(details, "protected_item_details", None) or []:
-        point = _when(entry.recovery_point_time)
-        found.append({
-            "name": entry.name, "friendly_name": entry.friendly_name, "test_vm_name": entry.test_vm_friendly_name,
-            "network": entry.network_friendly_name, "network_status": entry.network_connection_status,
-            "recovery_point_id": entry.recovery_point_id,
-            "recovery_point_time": point.isoformat() if point else None,
-        })
-    return found
+    return [
+        FailoverItem(
+            name=entry.name, friendly_name=entry.friendly_name, test_vm_name=entry.test_vm_friendly_name,
+            network=entry.network_friendly_name, network_status=entry.network_connection_status,
+            recovery_point_id=entry.recovery_point_id, recovery_point_time=_when(entry.recovery_point_time),
+        )
+        for entry in getattr(details, "protected_item_details", None) or []
+    ]
 
 
-def summarize_job(job: Job | Mapping[str, Any]) -> dict[str, Any]:
+def _checked(record: type[_R], what: str, build: Callable[[], _R]) -> _R:
+    """Build a record from an SDK model; a malformed answer names the record and the field."""
+    try:
+        return build()
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or '(record)'}: {e['msg']} (got {e.get('input')!r})"
+                             for e in exc.errors())
+        raise MalformedAsrAnswer(f"ASR answered with a malformed {what} ({record.__name__}): {problems}") from None
+
+
+def summarize_job(job: Job | Mapping[str, Any]) -> JobSummary:
     """
-    Return a short, JSON-safe summary of an ASR job for logs, events and XCom.
+    Read an ASR job (SDK model or its wire dict) into a :class:`JobSummary`.
 
     Errors come from each error's ``serviceErrorDetails``, else its ``providerErrorDetails``
     (job errors have no top-level code); task errors are added when they are not already listed.
+
+    :raise MalformedAsrAnswer: The job has no name or a field ASR never writes (an unknown state).
     """
     job = job if isinstance(job, Job) else Job(job)
-    props = job.properties
-    if props is None:
-        return {"name": job.name, "state": None, "tasks": [], "errors": []}
-    tasks, errors = [], _errors(props.errors)
-    for task in props.tasks or []:
-        tasks.append(
-            {"name": task.name, "friendly_name": task.friendly_name, "state": task.state}
-            | _timing(task.start_time, task.end_time)
+
+    def build() -> JobSummary:
+        props = job.properties
+        if props is None:
+            return JobSummary(name=job.name)
+        errors = _errors(props.errors)
+        tasks = []
+        for task in props.tasks or []:
+            start, end = _when(task.start_time), _when(task.end_time)
+            tasks.append(JobTask(name=task.name, friendly_name=task.friendly_name, state=task.state,
+                                 start_time=start, end_time=end, duration_seconds=_duration(start, end)))
+            errors += [error for error in _errors(task.errors) if error not in errors]
+        start, end = _when(props.start_time), _when(props.end_time)
+        return JobSummary(
+            name=job.name, scenario_name=props.scenario_name, friendly_name=props.friendly_name,
+            target=props.target_object_name or props.target_object_id, state=props.state,
+            state_description=props.state_description, start_time=start, end_time=end,
+            duration_seconds=_duration(start, end), allowed_actions=list(props.allowed_actions or []),
+            tasks=tasks, errors=errors, protected_items=_failover_items(props.custom_details),
         )
-        errors += [error for error in _errors(task.errors) if error not in errors]
-    return {
-        "name": job.name,
-        "scenario_name": props.scenario_name,
-        "friendly_name": props.friendly_name,
-        "target": props.target_object_name or props.target_object_id,
-        "state": props.state,
-        "state_description": props.state_description,
-        **_timing(props.start_time, props.end_time),
-        "allowed_actions": list(props.allowed_actions or []),
-        "tasks": tasks,
-        "errors": errors,
-        "protected_items": _failover_items(props.custom_details),
-    }
+
+    return _checked(JobSummary, "job", build)
 
 
-def _health_errors(errors: list | None) -> list[dict[str, Any]]:
+def _health_errors(errors: list | None) -> list[AsrError]:
     return [
-        {
-            "code": error.error_code,
-            "message": error.error_message or error.summary_message,
-            "possible_causes": error.possible_causes,
-            "recommended_action": error.recommended_action,
-            "level": error.error_level,
-        }
+        AsrError(code=error.error_code, message=error.error_message or error.summary_message,
+                 possible_causes=error.possible_causes, recommended_action=error.recommended_action,
+                 level=error.error_level)
         for error in errors or []
     ]
 
@@ -354,41 +383,57 @@ def _percent(value: Any) -> int | None:
         return None
 
 
-def summarize_protected_item(item: Any) -> dict[str, Any]:
+def summarize_protected_item(item: Any) -> ProtectedItemSummary:
     """
-    Return a short, JSON-safe summary of a replication protected item (a protected VM).
+    Read a replication protected item (a protected VM) into a :class:`ProtectedItemSummary`.
 
-    Holds what the enable-replication and drill DAGs decide on: protection and test failover
-    state, replication health with its errors, initial replication progress, when the VM last
-    replicated, the operation ASR is running on it (``scenario``/``scenario_job``) and what ASR
-    allows next. ASR's "None" scenario and sentinel times come back as None.
+    ASR's "None" scenario and sentinel times come back as None.
+
+    :raise MalformedAsrAnswer: The item has no name or no properties.
     """
-    props = item.properties
-    details = getattr(props, "provider_specific_details", None)
-    initial = getattr(details, "initial_replication_details", None)
-    scenario = getattr(props, "current_scenario", None)
-    scenario_name = getattr(scenario, "scenario_name", None)
-    replicated = _when(getattr(details, "last_replicated_time", None))
-    tested = _when(getattr(props, "last_successful_test_failover_time", None))
-    return {
-        "name": item.name,
-        "vm": props.friendly_name,
-        "protectable_item_id": props.protectable_item_id,
-        "protection_state": props.protection_state,
-        "protection_state_description": props.protection_state_description,
-        "replication_health": props.replication_health,
-        "health_errors": _health_errors(props.health_errors),
-        "initial_replication_percent": _percent(getattr(initial, "initial_replication_progress_percentage", None)),
-        "last_replicated_time": replicated.isoformat() if replicated else None,
-        "scenario": None if scenario_name in (None, "None") else scenario_name,
-        "scenario_job": None if scenario_name in (None, "None") else _job_name_of(getattr(scenario, "job_id", None)),
-        "allowed_operations": list(props.allowed_operations or []),
-        "test_failover_state": props.test_failover_state,
-        "test_failover_state_description": props.test_failover_state_description,
-        "last_test_failover_time": tested.isoformat() if tested else None,
-        "active_location": props.active_location,
-        "recovery_cloud": props.recovery_protection_container_friendly_name,
-    }
+
+    def build() -> ProtectedItemSummary:
+        props = item.properties
+        if props is None:
+            raise MalformedAsrAnswer(f"ASR answered with protected item {item.name!r} without its properties.")
+        details = getattr(props, "provider_specific_details", None)
+        initial = getattr(details, "initial_replication_details", None)
+        scenario = getattr(props, "current_scenario", None)
+        scenario_name = getattr(scenario, "scenario_name", None)
+        idle = scenario_name in (None, "None")
+        return ProtectedItemSummary(
+            name=item.name, vm=props.friendly_name, protectable_item_id=props.protectable_item_id,
+            protection_state=props.protection_state,
+            protection_state_description=props.protection_state_description,
+            replication_health=props.replication_health, health_errors=_health_errors(props.health_errors),
+            initial_replication_percent=_percent(getattr(initial, "initial_replication_progress_percentage", None)),
+            last_replicated_time=_when(getattr(details, "last_replicated_time", None)),
+            scenario=None if idle else scenario_name,
+            scenario_job=None if idle else _job_name_of(getattr(scenario, "job_id", None)),
+            allowed_operations=list(props.allowed_operations or []),
+            test_failover_state=props.test_failover_state,
+            test_failover_state_description=props.test_failover_state_description,
+            last_test_failover_time=_when(getattr(props, "last_successful_test_failover_time", None)),
+            active_location=props.active_location,
+            recovery_cloud=props.recovery_protection_container_friendly_name,
+        )
+
+    return _checked(ProtectedItemSummary, "protected item", build)
+
+
+def summarize_protectable_item(item: Any) -> ProtectableVm:
+    """Read a protectable item (a VM of a cloud, protected or not) into a :class:`ProtectableVm`."""
+
+    def build() -> ProtectableVm:
+        props = item.properties
+        return ProtectableVm(
+            name=item.name, id=item.id, vm=props.friendly_name,
+            protected=props.protection_status == ProtectionState.PROTECTED,
+            readiness_errors=list(props.protection_readiness_errors or []),
+            supported_providers=list(props.supported_replication_providers or []),
+        )
+
+    return _checked(ProtectableVm, "protectable item", build)
 
 
 class AzureSiteRecoveryHook(BaseHook):
@@ -398,12 +443,22 @@ class AzureSiteRecoveryHook(BaseHook):
     Builds the clients itself rather than through ``AzureBaseHook.get_conn``, which passes
     ``credentials=`` and so cannot build track-2 clients.
 
-    :param azure_conn_id: Id of an ``azure`` connection; see :func:`arm_settings` for its extras.
+    Its connection type is ``azure_site_recovery`` (the form documents every extra it reads), and
+    a connection of the Microsoft Azure provider's type ``azure`` works unchanged: the hook reads
+    the extras by name and never checks the type. AzureBaseHook's ``key_path``/``key_json``
+    files are refused (:func:`refuse_key_files`).
+
+    Every call to Azure goes through a method of this hook; reads return the SDK's models (or
+    None from a ``*_or_none`` read when the resource does not exist), so no other module imports
+    the SDK.
+
+    :param azure_conn_id: Id of an ``azure_site_recovery`` (or ``azure``) connection; see
+        :func:`arm_settings` for its extras.
     """
 
     conn_name_attr = "azure_conn_id"
     default_conn_name = "azure_default"
-    conn_type = "azure"
+    conn_type = "azure_site_recovery"
     hook_name = "Azure Site Recovery"
 
     def __init__(self, azure_conn_id: str = default_conn_name,
@@ -629,6 +684,143 @@ class AzureSiteRecoveryHook(BaseHook):
         ops = self.connection.replication_protected_items
         return ops.get(resource_group_name, vault_name, fabric_name, container_name, item_name)
 
+    def get_protected_item_or_none(
+        self, resource_group_name: str, vault_name: str, fabric_name: str, container_name: str, item_name: str
+    ) -> Any | None:
+        """Return one protected item, or None when the VM is not protected."""
+        return _or_none(self.get_protected_item, resource_group_name, vault_name, fabric_name, container_name,
+                        item_name)
+
+    # Vault, fabrics and their clouds, networks, mappings and policies (reads and set-up)
+
+    def get_vault(self, resource_group_name: str, vault_name: str) -> Any:
+        """Return a Recovery Services vault; raises ``ResourceNotFoundError`` when there is none."""
+        return self.vault_client.vaults.get(resource_group_name, vault_name)
+
+    def get_vault_or_none(self, resource_group_name: str, vault_name: str) -> Any | None:
+        """Return a Recovery Services vault, or None when it does not exist."""
+        return _or_none(self.get_vault, resource_group_name, vault_name)
+
+    def create_vault(self, resource_group_name: str, vault_name: str, vault_input: Any) -> Any:
+        """Create (or update) a Recovery Services vault and wait for ARM's answer; return the vault."""
+        return self.vault_client.vaults.begin_create_or_update(resource_group_name, vault_name, vault_input).result()
+
+    def get_resource_provider_state(self, subscription_id: str, namespace: str = "Microsoft.RecoveryServices") -> str:
+        """Return a resource provider's ``registrationState`` in a subscription (``Unknown`` when ARM names none)."""
+        from azure.core.rest import HttpRequest
+
+        request = HttpRequest("GET", f"/subscriptions/{subscription_id}/providers/{namespace}",
+                              params={"api-version": "2021-04-01"})
+        response = self.vault_client.send_request(request)
+        response.raise_for_status()
+        return response.json().get("registrationState", "Unknown")
+
+    def list_fabrics(self, resource_group_name: str, vault_name: str) -> list[Any]:
+        """Return the vault's fabrics (one per registered VMM server)."""
+        return list(self.connection.replication_fabrics.list(resource_group_name, vault_name))
+
+    def list_recovery_services_providers(self, resource_group_name: str, vault_name: str, fabric_name: str) -> list[Any]:
+        """Return the ASR Providers registered in a fabric, with their connection state."""
+        ops = self.connection.replication_recovery_services_providers
+        return list(ops.list_by_replication_fabrics(resource_group_name, vault_name, fabric_name))
+
+    def list_protection_containers(self, resource_group_name: str, vault_name: str, fabric_name: str) -> list[Any]:
+        """Return the protection containers (VMM clouds) of a fabric."""
+        ops = self.connection.replication_protection_containers
+        return list(ops.list_by_replication_fabrics(resource_group_name, vault_name, fabric_name))
+
+    def list_vm_networks(self, resource_group_name: str, vault_name: str, fabric_name: str) -> list[Any]:
+        """Return the VM networks of a fabric as ASR sees them."""
+        ops = self.connection.replication_networks
+        return list(ops.list_by_replication_fabrics(resource_group_name, vault_name, fabric_name))
+
+    def list_policies(self, resource_group_name: str, vault_name: str) -> list[Any]:
+        """Return the vault's replication policies."""
+        return list(self.connection.replication_policies.list(resource_group_name, vault_name))
+
+    def get_policy(self, resource_group_name: str, vault_name: str, policy_name: str) -> Any:
+        """Return a replication policy; raises ``ResourceNotFoundError`` when there is none."""
+        return self.connection.replication_policies.get(resource_group_name, vault_name, policy_name)
+
+    def get_policy_or_none(self, resource_group_name: str, vault_name: str, policy_name: str) -> Any | None:
+        """Return a replication policy, or None when the vault has none of that name."""
+        return _or_none(self.get_policy, resource_group_name, vault_name, policy_name)
+
+    def list_network_mappings(
+        self, resource_group_name: str, vault_name: str, fabric_name: str | None = None,
+        network_name: str | None = None,
+    ) -> list[Any]:
+        """Return the vault's network mappings, or those of one primary VM network (fabric and network)."""
+        ops = self.connection.replication_network_mappings
+        if fabric_name is None and network_name is None:
+            return list(ops.list(resource_group_name, vault_name))
+        if fabric_name is None or network_name is None:
+            raise ValueError("list_network_mappings takes both fabric_name and network_name, or neither.")
+        return list(ops.list_by_replication_networks(resource_group_name, vault_name, fabric_name, network_name))
+
+    def get_network_mapping(
+        self, resource_group_name: str, vault_name: str, fabric_name: str, network_name: str, mapping_name: str
+    ) -> Any:
+        """Return one network mapping; raises ``ResourceNotFoundError`` when there is none."""
+        return self.connection.replication_network_mappings.get(
+            resource_group_name, vault_name, fabric_name, network_name, mapping_name)
+
+    def get_network_mapping_or_none(
+        self, resource_group_name: str, vault_name: str, fabric_name: str, network_name: str, mapping_name: str
+    ) -> Any | None:
+        """Return one network mapping, or None when there is none of that name."""
+        return _or_none(self.get_network_mapping, resource_group_name, vault_name, fabric_name, network_name,
+                        mapping_name)
+
+    def list_container_mappings(
+        self, resource_group_name: str, vault_name: str, fabric_name: str | None = None,
+        container_name: str | None = None,
+    ) -> list[Any]:
+        """Return the vault's cloud pairings (container mappings), or those of one primary cloud."""
+        ops = self.connection.replication_protection_container_mappings
+        if fabric_name is None and container_name is None:
+            return list(ops.list(resource_group_name, vault_name))
+        if fabric_name is None or container_name is None:
+            raise ValueError("list_container_mappings takes both fabric_name and container_name, or neither.")
+        return list(ops.list_by_replication_protection_containers(
+            resource_group_name, vault_name, fabric_name, container_name))
+
+    def get_container_mapping(
+        self, resource_group_name: str, vault_name: str, fabric_name: str, container_name: str, mapping_name: str
+    ) -> Any:
+        """Return one cloud pairing; raises ``ResourceNotFoundError`` when there is none."""
+        return self.connection.replication_protection_container_mappings.get(
+            resource_group_name, vault_name, fabric_name, container_name, mapping_name)
+
+    def get_container_mapping_or_none(
+        self, resource_group_name: str, vault_name: str, fabric_name: str, container_name: str, mapping_name: str
+    ) -> Any | None:
+        """Return one cloud pairing, or None when there is none of that name."""
+        return _or_none(self.get_container_mapping, resource_group_name, vault_name, fabric_name, container_name,
+                        mapping_name)
+
+    # Vault credentials (see site_recovery.vault_credentials)
+
+    def upload_vault_certificate(
+        self, resource_group_name: str, vault_name: str, certificate_name: str, certificate: bytes
+    ) -> Any:
+        """Upload a DER certificate to the vault for Microsoft Entra (AAD) authentication; return ARM's answer."""
+        body = {"properties": {"authType": "AAD", "certificate": base64.b64encode(certificate).decode()}}
+        return self.vault_client.vault_certificates.create(resource_group_name, vault_name, certificate_name, body)
+
+    def get_vault_extended_info(self, resource_group_name: str, vault_name: str) -> Any:
+        """Return the vault's extended info (its channel integrity key); raises ``ResourceNotFoundError``."""
+        return self.vault_client.vault_extended_info.get(resource_group_name, vault_name)
+
+    def get_vault_extended_info_or_none(self, resource_group_name: str, vault_name: str) -> Any | None:
+        """Return the vault's extended info, or None when the vault has none yet."""
+        return _or_none(self.get_vault_extended_info, resource_group_name, vault_name)
+
+    def create_or_update_vault_extended_info(self, resource_group_name: str, vault_name: str,
+                                             extended_info: Any) -> Any:
+        """Write the vault's extended info (e.g. a new integrity key); return ARM's answer."""
+        return self.vault_client.vault_extended_info.create_or_update(resource_group_name, vault_name, extended_info)
+
     # Async side (triggerer)
 
     async def aget_settings(self) -> ArmConnectionSettings:
@@ -680,6 +872,16 @@ class AzureSiteRecoveryHook(BaseHook):
         client = await self.get_async_conn()
         return await client.replication_protected_items.get(
             resource_group_name, vault_name, fabric_name, container_name, item_name)
+
+    async def aget_protected_item_or_none(
+        self, resource_group_name: str, vault_name: str, fabric_name: str, container_name: str, item_name: str
+    ) -> Any | None:
+        """Return one protected item (async), or None when the VM is not protected."""
+        try:
+            return await self.aget_protected_item(resource_group_name, vault_name, fabric_name, container_name,
+                                                  item_name)
+        except ResourceNotFoundError:
+            return None
 
     async def alist_protected_items(
         self, resource_group_name: str, vault_name: str, fabric_name: str, container_name: str
