@@ -9,8 +9,10 @@ from azure.core.exceptions import HttpResponseError, ResourceNotFoundError, Serv
 from azure.mgmt.recoveryservicessiterecovery.models import Job
 
 from airflow.triggers.base import TriggerEvent
-from site_recovery.hooks.asr import AsrJobState, summarize_job
-from site_recovery.triggers import asr as trigger_module
+from site_recovery.hooks.asr import summarize_job
+from site_recovery.records import WaitEvent
+from site_recovery.triggers import base as trigger_module
+from site_recovery.vocabulary import AsrJobState, WaitReason
 from site_recovery.triggers.asr import AsrJobTrigger, JobProgress, job_event, timeout_event
 
 JOB = "866dd326-7b1c-4bf9-9c6d-1b1a5b2f0a11"
@@ -48,7 +50,7 @@ def make_job(state="InProgress", description=None, tasks=(), errors=(), allowed=
                 "state": state,
                 "stateDescription": description or state,
                 "startTime": "2030-03-17T17:46:40Z",
-                "endTime": "2030-03-17T17:48:20Z" if state in AsrJobState.TERMINAL_STATES else "0001-01-01T00:00:00",
+                "endTime": "2030-03-17T17:48:20Z" if AsrJobState(state).is_terminal else "0001-01-01T00:00:00",
                 "allowedActions": list(allowed),
                 "tasks": [
                     {"name": name, "friendlyName": friendly, "state": task_state}
@@ -103,16 +105,18 @@ def test_job_event(state, description, fail_on_partial, wait_on_suspended, statu
     if status is None:
         assert event is None
         return
-    assert event["status"] == status
-    assert message_part in event["message"]
-    assert event["job"] == summary
-    assert json.loads(json.dumps(event)) == event
+    assert event.status == status
+    assert event.reason is (WaitReason.SUCCEEDED if status == "success" else WaitReason.FAILED)
+    assert message_part in event.message
+    assert event.job == summary
+    assert json.loads(json.dumps(event.to_event())) == event.to_event()
+    assert WaitEvent.from_event(event.to_event()) == event
 
 
 def test_failure_message_carries_asr_advice():
     event = job_event(summary_of("Failed", errors=[ERROR]), fail_on_partial_success=True, wait_on_suspended=False)
 
-    assert event["message"] == (
+    assert event.message == (
         "'Test failover' on VM1 (job 866dd326-7b1c-4bf9-9c6d-1b1a5b2f0a11) failed: [150261] Replication policy "
         "creation failed. Possible causes: The VMM server is offline. Recommended action: Bring the VMM server online."
     )
@@ -121,16 +125,23 @@ def test_failure_message_carries_asr_advice():
 def test_timeout_event():
     event = timeout_event(summary_of("InProgress"), START)
 
-    assert event["status"] == "error"
-    assert event["message"].startswith("Timeout: 'Test failover' on VM1")
-    assert "still InProgress at 2030-03-17T17:46:40+00:00" in event["message"]
+    assert event.reason is WaitReason.TIMED_OUT
+    assert event.message.startswith("Timeout: 'Test failover' on VM1")
+    assert "still InProgress at 2030-03-17T17:46:40+00:00" in event.message
+
+
+def test_only_the_reason_says_timeout_not_the_message():
+    """An ASR error whose text says "Timeout" is a failed job, not a timed-out wait."""
+    error = {"serviceErrorDetails": {"code": "1", "message": "Timeout waiting for the VMM server."}}
+    event = job_event(summary_of("Failed", errors=[error]), fail_on_partial_success=True, wait_on_suspended=False)
+    assert event.reason is WaitReason.FAILED and "Timeout" in event.message
 
 
 def test_job_progress_reports_each_change_once():
     progress = JobProgress()
     first = summary_of("InProgress", tasks=[("a", "Check", "InProgress"), ("b", "Create test VM", "NotStarted")])
     second = summary_of("InProgress", tasks=[("a", "Check", "Succeeded"), ("b", "Create test VM", "NotStarted")])
-    second["tasks"][0] |= {"duration_seconds": 42.4}
+    second.tasks[0].duration_seconds = 42.4
 
     assert progress.update(first) == [
         "'Test failover' on VM1 (job 866dd326-7b1c-4bf9-9c6d-1b1a5b2f0a11) is InProgress.",
@@ -186,7 +197,7 @@ def clock(monkeypatch):
 
 def start(hook: FakeHook, **overrides) -> AsrJobTrigger:
     trigger = AsrJobTrigger(**(KWARGS | overrides))
-    trigger._hook = lambda: hook
+    trigger.hook = lambda: hook
     trigger._log = mock.MagicMock()
     return trigger
 
@@ -265,7 +276,8 @@ async def test_run_stops_on_a_permanent_error(clock):
     assert len(events) == 1
     assert events[0].payload["status"] == "error"
     assert "no such job" in events[0].payload["message"]
-    assert events[0].payload["job"] == {"name": JOB}
+    assert events[0].payload["reason"] == "error"
+    assert (events[0].payload["job"]["name"], events[0].payload["job"]["state"]) == (JOB, None)
     assert hook.aget_job.await_count == 1
     assert clock.sleeps == []
     assert hook.closed
@@ -276,7 +288,7 @@ async def test_run_reports_a_failed_job(clock):
     hook = FakeHook(make_job("Failed", errors=[ERROR], allowed=()))
     events = await events_of(start(hook))
 
-    assert events[0].payload["status"] == "error"
+    assert (events[0].payload["status"], events[0].payload["reason"]) == ("error", "failed")
     assert "[150261]" in events[0].payload["message"]
     assert "Recommended action: Bring the VMM server online." in events[0].payload["message"]
 
@@ -288,6 +300,7 @@ async def test_run_times_out_at_end_time(clock):
 
     assert len(events) == 1
     assert events[0].payload["status"] == "error"
+    assert events[0].payload["reason"] == "timed_out"
     assert events[0].payload["message"].startswith("Timeout")
     assert events[0].payload["job"]["state"] == "InProgress"
     assert clock.sleeps == [25, 25, 10]
