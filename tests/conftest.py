@@ -41,7 +41,6 @@ LAB_START_TIMEOUT = 60
 @pytest.fixture(scope="session")
 def lab_process(tmp_path_factory):
     """Start ``asr-lab serve`` at time scale 0 for the session; stop it at the end."""
-    from asr_lab.client import LabClient
 
     state_dir = tmp_path_factory.mktemp("lab-state")
     log_path = state_dir / "lab.log"

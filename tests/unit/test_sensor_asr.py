@@ -12,6 +12,7 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException, Airfl
 from site_recovery.exceptions import AsrJobError, AsrJobFailed
 from site_recovery.hooks.asr import arm_settings
 from site_recovery.links import AsrJobLink
+from site_recovery.records import JobSummary
 from site_recovery.sensors.asr import AsrJobSensor
 from site_recovery.triggers.asr import AsrJobTrigger
 
@@ -66,10 +67,18 @@ def pushed(context) -> dict:
     return {call.kwargs["key"]: call.kwargs["value"] for call in context["ti"].xcom_push.call_args_list}
 
 
+@pytest.mark.parametrize("setting", ["True", "False"])
+def test_deferrable_follows_the_airflow_setting(monkeypatch, setting):
+    monkeypatch.setenv("AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE", setting)
+    sensor = AsrJobSensor(task_id="w", job_name=JOB, resource_group_name="rg1", vault_name="vault1")
+    assert sensor.deferrable is (setting == "True")
+    assert AsrJobSensor(task_id="x", job_name=JOB, resource_group_name="rg1", vault_name="vault1",
+                        deferrable=setting != "True").deferrable is (setting != "True")
+
+
 def test_defaults_and_template_fields():
     sensor = AsrJobSensor(task_id="w", job_name=JOB, resource_group_name="rg1", vault_name="vault1")
 
-    assert sensor.deferrable is True
     assert sensor.poke_interval == 30
     assert sensor.timeout == 6 * 60 * 60
     assert sensor.azure_conn_id == "azure_default"
@@ -86,7 +95,8 @@ def test_deferrable_defers_a_running_job_with_the_right_trigger_and_timeout(cont
 
     assert isinstance(deferred.value.trigger, AsrJobTrigger)
     assert deferred.value.method_name == "execute_complete"
-    assert deferred.value.timeout == timedelta(seconds=1800)
+    # The trigger's own deadline (end_time) comes first, with a message saying where the job stood.
+    assert deferred.value.timeout == timedelta(seconds=1800 + 60)
     _, kwargs = deferred.value.trigger.serialize()
     end_time = kwargs.pop("end_time")
     assert before + 1800 <= end_time <= time.time() + 1800
@@ -126,10 +136,10 @@ def test_deferrable_returns_at_once_when_the_job_already_succeeded(context):
 
     summary = sensor.execute(context)
 
-    assert summary["state"] == "Succeeded"
-    assert summary["duration_seconds"] == 100.0
-    assert summary["tasks"][0]["friendly_name"] == "Enable protection"
-    assert "status" not in summary
+    assert isinstance(summary, JobSummary)
+    assert summary.state == "Succeeded"
+    assert summary.duration_seconds == 100.0
+    assert summary.tasks[0].friendly_name == "Enable protection"
 
 
 def test_deferrable_fails_at_once_when_the_job_already_failed(context):
@@ -156,7 +166,7 @@ def test_poke_mode_waits_then_returns_the_summary(context):
 
     summary = sensor.execute(context)
 
-    assert summary["state"] == "Succeeded"
+    assert summary.state == "Succeeded"
     assert sensor.hook.get_job.call_count == 2
     sensor.hook.get_job.assert_called_with("rg1", "vault1", JOB)
 
@@ -167,7 +177,7 @@ def test_poke_mode_rides_out_a_transient_error_but_not_a_permanent_one(context):
     sensor = make_sensor(
         ServiceRequestError("reset"), throttled, make_job("Succeeded"), deferrable=False, poke_interval=0
     )
-    assert sensor.execute(context)["state"] == "Succeeded"
+    assert sensor.execute(context).state == "Succeeded"
 
     forbidden = HttpResponseError(message="forbidden")
     forbidden.status_code = 403
@@ -198,23 +208,28 @@ def test_poke_mode_accepts_partial_success_when_allowed(context):
         fail_on_partial_success=False,
     )
 
-    assert sensor.execute(context)["state_description"] == "PartiallySucceeded"
+    assert sensor.execute(context).state_description == "PartiallySucceeded"
 
 
 def test_execute_complete_returns_the_job_summary(context):
     summary = {"name": JOB, "state": "Succeeded", "tasks": [], "errors": []}
-    event = {"status": "success", "message": "done", "job": summary}
+    event = {"status": "success", "reason": "succeeded", "message": "done", "job": summary}
 
-    assert make_sensor().execute_complete(context, event) == summary
+    assert make_sensor().execute_complete(context, event) == JobSummary.model_validate(summary)
 
 
 @pytest.mark.parametrize(
     ("event", "exception", "message"),
     [
-        ({"status": "error", "message": "'Enable replication' on VM1 failed: [1] x", "job": {"state": "Failed"}},
-         AsrJobFailed, "failed"),
-        ({"status": "error", "message": "Could not read ASR job j: boom", "job": {}}, AsrJobError, "Could not read"),
-        ({"status": "error", "message": "Timeout: still InProgress", "job": {}}, AirflowSensorTimeout, "Timeout"),
+        ({"status": "error", "reason": "failed", "message": "'Enable replication' on VM1 failed: [1] x",
+          "job": {"name": JOB, "state": "Failed"}}, AsrJobFailed, "failed"),
+        ({"status": "error", "reason": "error", "message": "Could not read ASR job j: boom", "job": {"name": JOB}},
+         AsrJobError, "Could not read"),
+        ({"status": "error", "reason": "timed_out", "message": "still InProgress at noon", "job": {"name": JOB}},
+         AirflowSensorTimeout, "still InProgress"),
+        # The reason decides, not the text: an ASR message that starts with "Timeout" is a failed job.
+        ({"status": "error", "reason": "failed", "message": "Timeout waiting for the VMM server", "job": {"name": JOB}},
+         AsrJobFailed, "Timeout waiting"),
         (None, AsrJobError, "No event"),
     ],
 )

@@ -1,0 +1,136 @@
+"""Sensor of the test failover drill (step 10): is the test VM up, and does it answer its probes?"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseSensorOperator, PokeReturnValue
+from airflow.sdk.exceptions import AirflowSensorTimeout
+from site_recovery.exceptions import DrillFailed
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+    from site_recovery.hooks.vmm import VmmScriptHook
+    from site_recovery.records import JobSummary, TestVmCheck, VmTarget
+    from site_recovery.site import Site
+
+
+class TestVmVerifiedSensor(BaseSensorOperator):
+    """
+    Wait until one VM's test VM runs with a heartbeat on the recovery VMM, then run the site's probes.
+
+    Each poke asks the recovery VMM once (``Get-TestVmStatus``); once the VM is healthy, the
+    site file's probes that apply to it are run (``Test-TestVmEndpoint``) and the sensor is
+    done. Every poke pushes what it saw under ``verify`` (a
+    :class:`~site_recovery.records.TestVmCheck`), so the report has the last look whatever the
+    outcome; the sensor returns the check once verified. It is a plain ``BaseSensorOperator``:
+    ``mode`` (``reschedule`` by default, so no worker is held between looks), ``timeout``,
+    ``soft_fail`` and ``exponential_backoff`` work as for any sensor.
+
+    A failed probe fails the task at once (:class:`~site_recovery.exceptions.DrillFailed`, no
+    retry): the VM is up and a retry would see the same. A VM still not healthy when ``timeout``
+    has passed fails with ``AirflowSensorTimeout``, saying what was seen last.
+
+    :param site_name: The site file (recovery VMM, probes), read again on the worker.
+    :param target: The VM as the readiness gate chose it (a :class:`~site_recovery.records.VmTarget`
+        or its JSON form); it labels the mapped task.
+    :param failover_job: The VM's test failover job (its :class:`~site_recovery.records.JobSummary`,
+        typically the wait's XCom), which names the test VM; without it ASR's default name is used.
+    :param timeout: Seconds to wait for a healthy test VM: the site's ``drill.verify_timeout``.
+    :param poke_interval: Seconds between looks: the site's ``timeouts.poll_interval``.
+    """
+
+    __test__ = False  # not a pytest test class, despite the name
+
+    template_fields: Sequence[str] = ("target", "failover_job")
+    ui_color = "#17917f"
+    ui_fgcolor = "#ffffff"
+
+    def __init__(self, *, site_name: str, target: Any, failover_job: Any = None, mode: str = "reschedule",
+                 **kwargs: Any) -> None:
+        super().__init__(mode=mode, **kwargs)
+        self.site_name = site_name
+        self.target = target
+        self.failover_job = failover_job
+        self._first_look: datetime | None = None
+
+    @property
+    def vm_target(self) -> VmTarget:
+        """The rendered target, validated (a malformed one names the missing field)."""
+        from site_recovery.records import VmTarget
+
+        return self.target if isinstance(self.target, VmTarget) else VmTarget.model_validate(self.target)
+
+    @cached_property
+    def site(self) -> Site:
+        from site_recovery.site import load_site_named
+
+        return load_site_named(self.site_name)
+
+    @cached_property
+    def vmm(self) -> VmmScriptHook:
+        """The recovery VMM server, where the test VM comes up and the probes run from."""
+        from site_recovery.hooks.vmm import VmmScriptHook
+
+        return VmmScriptHook(self.site.recovery.vmm.psrp_conn_id)
+
+    def _job(self) -> JobSummary | None:
+        from site_recovery.records import JobSummary
+
+        job = self.failover_job
+        if not job or isinstance(job, str):  # no job, or a template pulling a missing XCom ("None")
+            return None
+        return JobSummary.model_validate(job)
+
+    def _started(self, context: Context) -> datetime:
+        """When the sensor first looked (kept across reschedules: the task's first reschedule)."""
+        from site_recovery.drill import utc_now
+
+        if self._first_look is None:
+            first = context["ti"].get_first_reschedule_date(context) if self.reschedule else None
+            self._first_look = first or utc_now()
+        return self._first_look
+
+    def poke(self, context: Context) -> bool | PokeReturnValue:
+        from site_recovery.drill import check_test_vm, name_of_test_vm, probes_for, utc_now
+        from site_recovery.records import ProbeResult, format_seconds
+
+        started, vm = self._started(context), self.vm_target.vm
+        name = name_of_test_vm(vm, self._job())
+        vmm = self.vmm
+        status = vmm.run_script("Get-TestVmStatus", {"VmName": name})
+        self.log.info("Test VM: %s.", status.summary())
+        probes = []
+        if status.healthy:
+            for probe in probes_for(vm, self.site.drill.probes):
+                answer = vmm.run_script("Test-TestVmEndpoint", {
+                    "VmName": name, "Kind": probe.kind, "Port": probe.port,
+                    **({"Path": probe.path} if probe.path else {})})
+                self.log.info("Probe %s", answer.summary())
+                probes.append(ProbeResult(kind=probe.kind, port=probe.port, path=probe.path, ok=answer.ok,
+                                          detail=answer.summary()))
+        now = utc_now()
+        check = check_test_vm(status, probes, started_at=started, now=now)
+        if check.ok:
+            self._push(context, check)
+            self.log.info("VM %r verified: the test VM runs, answers its heartbeat%s.", vm,
+                          f" and passed {len(probes)} probe(s)" if probes else "")
+            return PokeReturnValue(is_done=True, xcom_value=check)
+        if status.healthy:
+            self._push(context, check)
+            raise DrillFailed(f"VM {vm!r}: the test VM runs but {check.detail}.")
+        if (now - started).total_seconds() >= self.timeout:
+            check.ended_at = now
+            self._push(context, check)
+            raise AirflowSensorTimeout(f"VM {vm!r}: the test VM was not running with a heartbeat within "
+                                       f"{format_seconds(self.timeout)} (drill.verify_timeout); "
+                                       f"last seen: {status.summary()}.")
+        self._push(context, check)
+        return False
+
+    @staticmethod
+    def _push(context: Context, check: TestVmCheck) -> None:
+        context["ti"].xcom_push(key="verify", value=check)
