@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from site_recovery.drill_report import render_html, verdict_of
+from site_recovery.records import CleanupProof, DrillReport, VmDrillResult
 
 WIDTH, HEIGHT = 1400, 1800
 START = datetime(2026, 11, 28, 1, 0, 0, tzinfo=timezone.utc)
@@ -48,7 +49,9 @@ def _passed_vm(name: str, cloud: str, offset: int, failover_s: int, verify_s: in
         "rpo_met": rpo_s <= 900, "rto_seconds": rto, "rto_met": rto <= 1800, "test_vm_name": f"{name} - Test",
         "jobs": [_job("TestFailover", tf_start, failover_s, name="8d2f6a10-4c3b-4e0a-9a7e-5b1f0c9d2e41"),
                  _job("TestFailoverCleanup", cleanup_start, cleanup_s, name="c41e7b92-0d5a-4f83-b2c6-9e8a1f3d7b20")],
-        "verify": {"state": "Running", "heartbeat": "OK", "ip_addresses": [ip], "verified_at": _iso(cleanup_start)},
+        "verify": {"vm_name": f"{name} - Test", "state": "Running", "heartbeat": "OK", "ip_addresses": [ip],
+                   "started_at": _iso(verify_start), "verified_at": _iso(cleanup_start), "ok": True,
+                   "detail": "Running, heartbeat OK"},
         "probes": probes,
         "cleanup": {"verified": True, "detail": "no active test failover; no test VM"},
         "error": None,
@@ -61,8 +64,11 @@ def _passed_vm(name: str, cloud: str, offset: int, failover_s: int, verify_s: in
     }
 
 
-def realistic_report(*, failed: bool = True) -> dict:
-    """Three VMs in scope, one skipped at the gate; SQL-PRD-01's test failover fails when ``failed``."""
+def realistic_report(*, failed: bool = True) -> DrillReport:
+    """Three VMs in scope, one skipped at the gate; SQL-PRD-01's test failover fails when ``failed``.
+
+    Written as the report's JSON holds it, and validated into the record the page is rendered from.
+    """
     vms = [
         _passed_vm("APP-PRD-01", "Gold-Prod", 45, 540, 150, 260, 312.0,
                    [{"kind": "tcp", "port": 443, "path": None, "ok": True, "detail": "connected in 9 ms"},
@@ -103,8 +109,9 @@ def realistic_report(*, failed: bool = True) -> dict:
                          "10.99.0.12")
     vms = [sql, *vms]
     proof = {"verified_at": _iso(START + timedelta(seconds=1400)), "items_in_test_failover": [], "test_vms_left": []}
-    verdict, reasons = verdict_of(vms, proof, False)
-    return {
+    verdict, reasons = verdict_of([VmDrillResult.model_validate(vm) for vm in vms], CleanupProof.model_validate(proof),
+                                  False)
+    return DrillReport.model_validate({
         "schema": 1, "site": "lab", "dag_id": "asr_test_failover_drill__lab",
         "run_id": "scheduled__2026-11-28T01:00:00+00:00", "trigger": "scheduled",
         "started_at": _iso(START), "ended_at": _iso(START + timedelta(seconds=1420)),
@@ -120,21 +127,22 @@ def realistic_report(*, failed: bool = True) -> dict:
         "cleanup_proof": proof,
         "tasks": [{"task_id": "gate", "map_index": None, "state": "success", "start": _iso(START),
                    "end": _iso(START + timedelta(seconds=31)), "duration_seconds": 31.0}],
-    }
+    })
 
 
-def earlier_reports() -> list[dict]:
+def earlier_reports() -> list[DrillReport]:
     """Four weekly drills before the realistic one, oldest first; the second one failed."""
     history = []
     for weeks, rtos, verdict in ((4, (1320, 700, 760), "PASS"), (3, (1710, 740, 805), "FAIL"),
                                  (2, (1250, 690, 720), "PASS"), (1, (1395, 760, 770), "PASS")):
         started = START - timedelta(weeks=weeks)
-        history.append({
-            "schema": 1, "site": "lab", "run_id": f"scheduled__{started:%Y-%m-%dT%H:%M:%S}+00:00",
+        history.append(DrillReport.model_validate({
+            "schema": 1, "site": "lab", "dag_id": "asr_test_failover_drill__lab",
+            "run_id": f"scheduled__{started:%Y-%m-%dT%H:%M:%S}+00:00", "trigger": "scheduled",
             "started_at": _iso(started), "verdict": verdict, "targets": {"rpo_seconds": 900, "rto_seconds": 1800},
             "vms": [{"vm": name, "outcome": "passed", "rto_seconds": rto}
                     for name, rto in zip(("SQL-PRD-01", "APP-PRD-01", "WEB-PRD-01 <edge & \"dmz\">"), rtos)],
-        })
+        }))
     return history
 
 
