@@ -217,6 +217,7 @@ class AirflowApi(StackApi):
                 rows = json.loads(rows)
             except ValueError:
                 return None
+        rows = _unwrap(rows)
         if isinstance(rows, dict) and "verdict" in rows:  # the drill report
             reasons = "; ".join(rows.get("reasons") or [])
             return (f"Drill verdict {rows['verdict']}" + (f" ({reasons})" if reasons else "")
@@ -260,3 +261,12 @@ def _admin_password(airflow_home: Path) -> str:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def _unwrap(value):
+    """A record as the REST API returns XCom, in Airflow serde's form, back to its JSON fields."""
+    if isinstance(value, list):
+        return [_unwrap(item) for item in value]
+    if isinstance(value, dict) and "__classname__" in value:
+        return _unwrap(value.get("__data__"))
+    return value

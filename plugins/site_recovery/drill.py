@@ -1,29 +1,57 @@
 """Step 10, the test failover drill: what makes a VM ready, what the drill may do, what it proved.
 
-Pure decisions on plain dicts (summaries of protected items and jobs), kept apart from the
-tasks so each rule is tested on its own:
+Pure decisions on the hook's records (:class:`~site_recovery.records.ProtectedItemSummary`,
+:class:`~site_recovery.records.JobSummary`) and the drill's own
+(:class:`~site_recovery.records.TestVmCheck`, :class:`~site_recovery.records.VmDrillResult`),
+kept apart from the tasks so each rule is tested on its own:
 
 * the readiness gate per VM (health, TestFailover allowed, recovery point age, nothing running);
 * which test failovers an interrupted drill left behind;
 * the one safety rule no drill may break: it never fails over, commits or reprotects
-  (:func:`drill_may_send`, enforced on every request by
-  :class:`~site_recovery.hooks.asr.RequestGuardPolicy`);
-* the per-VM facts of the report (RTO, RPO achieved, timeline).
+  (:func:`drill_may_send`, the ``request_guard`` of every drill's
+  :class:`~site_recovery.hooks.asr.AzureSiteRecoveryHook`, which checks each request before it
+  leaves and raises :class:`~site_recovery.exceptions.RequestRefused`);
+* what one look at a test VM proved (:func:`check_test_vm`);
+* the per-VM facts of the report (RTO, RPO achieved, timeline). Whether a drilled VM passed is
+  decided once, by :func:`site_recovery.drill_verdict.vm_problems`; nothing here re-decides it.
+
+Nothing here imports Airflow or Azure.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable
 from datetime import datetime, timezone
-from typing import Any
+from fnmatch import fnmatchcase
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
-from site_recovery.protection import PROTECTED_STATE
+from site_recovery.records import (
+    CleanupCheck,
+    DrillJob,
+    JobSummary,
+    ProbeResult,
+    ProtectedItemSummary,
+    TestVmCheck,
+    TimelineSpan,
+    VmDrillResult,
+    VmTarget,
+    format_seconds,
+    seconds_between,
+)
+from site_recovery.vocabulary import (
+    DRILL_SCENARIOS,
+    AllowedOperation,
+    DrillOutcome,
+    DrillPhase,
+    ReplicationHealth,
+    Scenario,
+)
 
-#: test failover states of a VM with nothing to clean up
-IDLE_TEST_FAILOVER_STATES = frozenset({None, "", "None", "MarkedForDeletion"})
-CLEANUP = "TestFailoverCleanup"
-TEST_FAILOVER = "TestFailover"
+if TYPE_CHECKING:
+    from site_recovery.scripts import TestVmStatus
+
+#: What ASR appends to a VM's name for its test failover VM (when the job does not name it).
 TEST_VM_SUFFIX = " - Test"
 
 #: The only ARM writes a drill sends: test failover, its cleanup, and cancelling its own job.
@@ -31,8 +59,9 @@ _DRILL_WRITES = re.compile(r"/replicationProtectedItems/[^/]+/(testFailover|test
                            r"|/replicationJobs/[^/]+/cancel$", re.IGNORECASE)
 
 
-class DrillSafetyError(RuntimeError):
-    """A drill tried to send a request that could disturb production; it was refused before leaving."""
+def utc_now() -> datetime:
+    """Now, UTC-aware (the drill's one clock, replaced in tests)."""
+    return datetime.now(timezone.utc)
 
 
 def drill_may_send(method: str, path: str) -> bool:
@@ -46,20 +75,13 @@ def drill_may_send(method: str, path: str) -> bool:
     return method.upper() == "POST" and bool(_DRILL_WRITES.search(path.split("?", 1)[0].rstrip("/")))
 
 
-def _parse(when: str | None) -> datetime | None:
-    if not when:
-        return None
-    moment = datetime.fromisoformat(when)
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
-
-
-def has_leftover_test_failover(item: Mapping[str, Any]) -> bool:
+# ------------------------------------------------------------------------------ the gate
+def has_leftover_test_failover(item: ProtectedItemSummary) -> bool:
     """True when an earlier (interrupted) drill left a test failover that still needs its cleanup."""
-    return (item.get("test_failover_state") not in IDLE_TEST_FAILOVER_STATES
-            and CLEANUP in (item.get("allowed_operations") or []))
+    return item.in_test_failover and item.allows(AllowedOperation.TEST_FAILOVER_CLEANUP)
 
 
-def gate_reasons(item: Mapping[str, Any], *, allow_warning: bool, max_age_seconds: float,
+def gate_reasons(item: ProtectedItemSummary, *, allow_warning: bool, max_age_seconds: float,
                  now: datetime) -> list[str]:
     """Why a protected VM is not ready for a test failover (empty: ready).
 
@@ -68,81 +90,114 @@ def gate_reasons(item: Mapping[str, Any], *, allow_warning: bool, max_age_second
     runs on it (a drill still active, a failover, a resync...).
     """
     reasons = []
-    if item.get("protection_state") != PROTECTED_STATE:
-        reasons.append(f"not protected ({item.get('protection_state_description') or item.get('protection_state')})")
-    healthy = {"Normal", "Warning"} if allow_warning else {"Normal"}
-    if item.get("replication_health") not in healthy:
-        errors = "; ".join(f"[{e.get('code')}] {e.get('message')}" for e in item.get("health_errors") or [])
-        reasons.append(f"replication health is {item.get('replication_health')}" + (f": {errors}" if errors else ""))
-    if item.get("scenario"):
-        job = f" (job {item['scenario_job']})" if item.get("scenario_job") else ""
-        active = "a drill is still active on it" if item["scenario"].startswith(TEST_FAILOVER) else \
-            f"ASR is running {item['scenario']} on it"
+    if not item.is_protected:
+        reasons.append(f"not protected ({item.protection_state_description or item.protection_state})")
+    healthy = {ReplicationHealth.NORMAL, ReplicationHealth.WARNING} if allow_warning else {ReplicationHealth.NORMAL}
+    if item.replication_health not in healthy:
+        errors = item.health_errors_text()
+        reasons.append(f"replication health is {item.replication_health}" + (f": {errors}" if errors else ""))
+    if item.scenario:
+        job = f" (job {item.scenario_job})" if item.scenario_job else ""
+        active = ("a drill is still active on it" if item.scenario in DRILL_SCENARIOS
+                  else f"ASR is running {item.scenario} on it")
         reasons.append(active + job)
-    elif TEST_FAILOVER not in (item.get("allowed_operations") or []):
-        reasons.append("ASR does not allow TestFailover now (allowed: "
-                       f"{', '.join(item.get('allowed_operations') or []) or 'none'})")
-    replicated = _parse(item.get("last_replicated_time"))
+    elif not item.allows(AllowedOperation.TEST_FAILOVER):
+        allowed = ", ".join(str(op) for op in item.allowed_operations) or "none"
+        reasons.append(f"ASR does not allow {AllowedOperation.TEST_FAILOVER} now (allowed: {allowed})")
+    replicated = item.last_replicated_time
     if replicated is None:
         reasons.append("ASR shows no recovery point")
     else:
         age = (now - replicated).total_seconds()
         if age > max_age_seconds:
-            reasons.append(f"newest recovery point is {_minutes(age)} old ({replicated.isoformat(timespec='seconds')}); "
-                           f"the gate allows {_minutes(max_age_seconds)}")
+            reasons.append(f"newest recovery point is {format_seconds(age)} old "
+                           f"({replicated.isoformat(timespec='seconds')}); "
+                           f"the gate allows {format_seconds(max_age_seconds)}")
     return reasons
 
 
-def _minutes(seconds: float) -> str:
-    seconds = max(0, round(seconds))
-    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+# ------------------------------------------------------------------------------ verify
+class _ScopedProbe(Protocol):
+    vm: str | None
 
 
-def probes_for(vm: str, probes: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
+P = TypeVar("P", bound=_ScopedProbe)
+
+
+def probes_for(vm: str, probes: Iterable[P]) -> list[P]:
     """The site file's probes that apply to ``vm`` (a probe without ``vm`` applies to every VM)."""
-    from fnmatch import fnmatchcase
-
-    return [dict(p) for p in probes if not p.get("vm") or fnmatchcase(vm.casefold(), str(p["vm"]).casefold())]
+    return [p for p in probes if not p.vm or fnmatchcase(vm.casefold(), str(p.vm).casefold())]
 
 
-def seconds_between(start: str | None, end: str | None) -> float | None:
-    first, last = _parse(start), _parse(end)
-    return round((last - first).total_seconds(), 3) if first and last else None
+def name_of_test_vm(vm: str, failover_job: JobSummary | None = None) -> str:
+    """The test VM of ``vm``: as its test failover job names it, else ASR's default ``<vm> - Test``."""
+    named = [item.test_vm_name for item in (failover_job.protected_items if failover_job else []) if item.test_vm_name]
+    return named[0] if named else f"{vm}{TEST_VM_SUFFIX}"
 
 
-def vm_result(target: Mapping[str, Any], *, failover_job: Mapping[str, Any] | None, verify: Mapping[str, Any] | None,
-              cleanup_job: Mapping[str, Any] | None, cleaned: Mapping[str, Any] | None, error: str | None,
-              rto_target: float, rpo_target: float) -> dict[str, Any]:
-    """One VM's entry of the drill report (schema of :mod:`site_recovery.drill_report`)."""
-    details = ((failover_job or {}).get("protected_items") or [{}])[0]
-    point = details.get("recovery_point_time")
-    failover_start = (failover_job or {}).get("start_time")
+def check_test_vm(status: TestVmStatus, probes: list[ProbeResult], *, started_at: datetime | None,
+                  now: datetime) -> TestVmCheck:
+    """What one look at a test VM proved.
+
+    ``ok`` (verified at ``now``) when the VM runs with a heartbeat and an address and every
+    probe passed; ``probes`` are only run, and only recorded, once the VM is healthy.
+    """
+    check = TestVmCheck(vm_name=status.vm_name, state=status.state, heartbeat=status.heartbeat,
+                        ip_addresses=list(status.ip_addresses), started_at=started_at, detail=status.summary())
+    if not status.healthy:
+        return check
+    check.probes, check.ended_at = list(probes), now
+    failed = [probe.detail for probe in probes if not probe.ok]
+    if failed:
+        check.detail = "probe failed: " + "; ".join(failed)
+    else:
+        check.ok, check.verified_at = True, now
+    return check
+
+
+# ------------------------------------------------------------------------------ report
+def vm_result(target: VmTarget, *, failover_job: JobSummary | None, verify: TestVmCheck | None,
+              cleanup_job: JobSummary | None, cleaned: CleanupCheck | None, rto_target: float,
+              rpo_target: float) -> VmDrillResult:
+    """One drilled VM's entry of the drill report: measures, jobs, timeline, and its outcome.
+
+    RPO achieved is the recovery point's age when the test failover started; RTO runs from the
+    test failover's start to the test VM's verification. The outcome and ``error`` (the first
+    problem) come from :func:`site_recovery.drill_verdict.vm_problems`, the one rule of what a
+    drilled VM must have done to pass.
+    """
+    from site_recovery.drill_verdict import vm_problems
+
+    details = failover_job.protected_items[0] if failover_job and failover_job.protected_items else None
+    point = details.recovery_point_time if details else None
+    failover_start = failover_job.start_time if failover_job else None
     rpo = seconds_between(point, failover_start)
-    verified_at = (verify or {}).get("verified_at")
-    rto = seconds_between(failover_start, verified_at) if verify and verify.get("ok") else None
-    jobs = [dict(j, kind=kind) for kind, j in (("TestFailover", failover_job), ("TestFailoverCleanup", cleanup_job))
-            if j]
+    rto = seconds_between(failover_start, verify.verified_at) if verify and verify.ok else None
+    jobs = [DrillJob.model_validate({**job.model_dump(), "kind": kind})
+            for kind, job in ((Scenario.TEST_FAILOVER, failover_job), (Scenario.TEST_FAILOVER_CLEANUP, cleanup_job))
+            if job]
     timeline = []
     if failover_job:
-        timeline.append({"phase": "test_failover", "start": failover_start, "end": failover_job.get("end_time")})
-    if verify and verify.get("started_at"):
-        timeline.append({"phase": "verify", "start": verify["started_at"], "end": verified_at or verify.get("ended_at")})
+        timeline.append(TimelineSpan(phase=DrillPhase.TEST_FAILOVER, start=failover_start, end=failover_job.end_time))
+    if verify and verify.started_at:
+        timeline.append(TimelineSpan(phase=DrillPhase.VERIFY, start=verify.started_at,
+                                     end=verify.verified_at or verify.ended_at))
     if cleanup_job:
-        timeline.append({"phase": "cleanup", "start": cleanup_job.get("start_time"), "end": cleanup_job.get("end_time")})
-    passed = (error is None and failover_job is not None and failover_job.get("state") == "Succeeded"
-              and failover_job.get("state_description") != "PartiallySucceeded" and bool(verify and verify.get("ok"))
-              and bool(cleaned and cleaned.get("verified")))
-    return {
-        "vm": target["vm"], "cloud": target.get("cloud"), "outcome": "passed" if passed else "failed",
-        "recovery_point_time": point, "rpo_achieved_seconds": rpo,
-        "rpo_met": None if rpo is None else rpo <= rpo_target,
-        "rto_seconds": rto, "rto_met": None if rto is None else rto <= rto_target,
-        "test_vm_name": details.get("test_vm_name") or (verify or {}).get("vm_name"),
-        "jobs": jobs,
-        "verify": {k: (verify or {}).get(k) for k in ("state", "heartbeat", "ip_addresses", "verified_at")}
-        if verify else None,
-        "probes": list((verify or {}).get("probes") or []),
-        "cleanup": dict(cleaned) if cleaned else None,
-        "error": error,
-        "timeline": timeline,
-    }
+        timeline.append(TimelineSpan(phase=DrillPhase.CLEANUP, start=cleanup_job.start_time, end=cleanup_job.end_time))
+    result = VmDrillResult(
+        vm=target.vm, cloud=target.cloud, outcome=DrillOutcome.PASSED, recovery_point_time=point,
+        rpo_achieved_seconds=rpo, rpo_met=None if rpo is None else rpo <= rpo_target,
+        rto_seconds=rto, rto_met=None if rto is None else rto <= rto_target,
+        test_vm_name=(details.test_vm_name if details else None) or (verify.vm_name if verify else None),
+        jobs=jobs, verify=verify, probes=list(verify.probes) if verify else [], cleanup=cleaned,
+        timeline=timeline,
+    )
+    problems = vm_problems(result)
+    if problems:
+        result.outcome, result.error = DrillOutcome.FAILED, problems[0]
+    return result
+
+
+def skipped_result(vm: str, reason: str) -> VmDrillResult:
+    """The report entry of a VM the readiness gate held back."""
+    return VmDrillResult(vm=vm, outcome=DrillOutcome.SKIPPED, error=reason)

@@ -34,13 +34,18 @@ class WebhookNotifier(BaseNotifier):
         extra = conn.extra_dejson
         scheme = conn.schema or "https"
         url = f"{scheme}://{conn.host}{f':{conn.port}' if conn.port else ''}/{str(extra.get('endpoint', '')).lstrip('/')}"
+        from site_recovery.records import DrillOutcomeSummary
+        from site_recovery.vocabulary import DrillVerdict
+
         ti = context.get("ti")
-        outcome = ti.xcom_pull(task_ids="drill_report") if ti is not None else None
+        pulled = ti.xcom_pull(task_ids="drill_report") if ti is not None else None
+        outcome = DrillOutcomeSummary.model_validate(pulled) if pulled else None
         payload = {
             "event": "asr_drill_failed", "dag_id": context["dag"].dag_id, "run_id": context.get("run_id"),
-            "task_id": getattr(ti, "task_id", None), "verdict": (outcome or {}).get("verdict", "FAIL"),
-            "reasons": (outcome or {}).get("reasons") or [str(context.get("exception") or "")][:1],
-            "report": (outcome or {}).get("html"),
+            "task_id": getattr(ti, "task_id", None),
+            "verdict": str(outcome.verdict if outcome else DrillVerdict.FAIL),
+            "reasons": (outcome.reasons if outcome else []) or [str(context.get("exception") or "")][:1],
+            "report": outcome.html if outcome else None,
         }
         headers = {"Content-Type": "application/json"}
         if conn.password:

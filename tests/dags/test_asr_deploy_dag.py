@@ -60,6 +60,23 @@ def test_full_run_then_second_run_changes_nothing(lab, deploy, output):
     assert vault_state(lab)["jobs"] == got["jobs"]
 
 
+def test_a_step_left_out_shows_skipped_and_the_steps_after_it_still_run(lab, deploy, output):
+    assert deploy().state == "success"
+    output()
+    since = lab.last_request_seq()
+    run = deploy(steps=["network_mapping", "replication_policy_and_pairing"])
+    log = output()
+    got = states(run)
+    assert run.state == "success", got
+    for left_out in ("check_azure", "vmm_primary", "check_networking", "plan_hosts", "ensure_vault",
+                     "install_provider_primary", "wait_fabric_primary", "install_agents"):
+        assert got[left_out] == "skipped", (left_out, got)
+    assert got["ensure_prod_app"] == got["ensure_policy"] == got["pair_gold_prod"] == "success", got
+    assert got["summary"] == got["deployment_complete"] == "success", got
+    assert "[vault] rsv-dr-weu-01: step not selected" in log  # the summary still lists what was left out
+    assert lab.requests(since=since, mutating=True) == []
+
+
 def test_plan_only_changes_nothing(lab, deploy, output):
     run = deploy(plan_only=True)
     log = output()

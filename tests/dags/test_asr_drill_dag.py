@@ -42,10 +42,20 @@ def drill(**conf):
     return dag_runner(DAG_ID)(**conf)
 
 
-def report_of(run) -> dict:
-    outcome = next(t for t in run.get_task_instances() if t.task_id == "drill_report").xcom_pull(
+def outcome_of(run):
+    """What the drill_report task returned (a DrillOutcomeSummary: verdict, reasons, report paths)."""
+    from airflow.sdk.serde import deserialize
+
+    from site_recovery.records import DrillOutcomeSummary
+
+    # The DB's task instance hands back XCom as stored: a record in serde's form.
+    pulled = next(t for t in run.get_task_instances() if t.task_id == "drill_report").xcom_pull(
         task_ids="drill_report")
-    return json.loads(Path(outcome["json"]).read_text())
+    return DrillOutcomeSummary.model_validate(deserialize(pulled))
+
+
+def report_of(run) -> dict:
+    return json.loads(Path(outcome_of(run).json_path).read_text())
 
 
 def by_vm(report) -> dict[str, dict]:
@@ -73,10 +83,9 @@ def test_a_clean_drill_passes_and_proves_its_cleanup(protected, output, reports)
     timings = {(t["task_id"], t["map_index"]): t for t in report["tasks"]}
     assert timings[("drill_vm.verify_test_vm", "SQL-PRD-01")]["state"] == "success"
     assert timings[("readiness_gate", None)]["duration_seconds"] is not None
-    outcome = next(t for t in run.get_task_instances() if t.task_id == "drill_report").xcom_pull(
-        task_ids="drill_report")
-    assert Path(outcome["html"]).parent.parent == reports
-    html = Path(outcome["html"]).read_text()
+    outcome = outcome_of(run)
+    assert Path(outcome.html).parent.parent == reports
+    html = Path(outcome.html).read_text()
     assert "PASS" in html and "SQL-PRD-01" in html
     assert "Drill verdict PASS" in log and str(reports) in log
     tfo = [r for r in protected.requests(since=since, method="POST") if r["path"].endswith("/testFailover")]
@@ -211,7 +220,7 @@ def test_a_network_that_production_maps_to_is_refused_unless_overridden(protecte
 
 def test_the_drills_asr_client_refuses_a_failover_before_it_leaves(protected):
     from site_recovery.exceptions import RequestRefused
-    from site_recovery.operators.drill import drill_hook
+    from site_recovery.tasks.drill import drill_hook
     from site_recovery.site import load_sites
 
     hook = drill_hook(load_sites()[0]["lab"])

@@ -30,8 +30,12 @@ def enable_puts(lab, since: int = 0) -> list[dict]:
 
 
 def report_rows(run) -> dict[str, dict]:
+    """The report's rows (ProtectionReportRow records) by VM, as JSON-like dicts."""
+    from airflow.sdk.serde import deserialize
+
+    # The DB's task instance hands back XCom as stored: records in serde's form.
     ti = next(t for t in run.get_task_instances() if t.task_id == "report_protection")
-    return {row["vm"]: row for row in ti.xcom_pull(task_ids="report_protection")}
+    return {row.vm: row.to_json() for row in deserialize(ti.xcom_pull(task_ids="report_protection"))}
 
 
 def test_protects_every_vm_in_scope_then_a_second_run_changes_nothing(lab, enable, output):

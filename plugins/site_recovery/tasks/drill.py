@@ -1,0 +1,308 @@
+"""Tasks of the test failover drill (step 10): leftovers, the readiness gate, the cleanup and its proof.
+
+The test failover itself is :class:`~site_recovery.operators.drill.StartTestFailoverOperator`,
+its verification :class:`~site_recovery.sensors.drill.TestVmVerifiedSensor`; the report is
+:mod:`site_recovery.tasks.drill_report`. The rules these tasks apply live in
+:mod:`site_recovery.drill`.
+
+Every ASR client a drill task builds (:func:`drill_hook`) carries
+:func:`~site_recovery.drill.drill_may_send` as its request guard, so a drill can never send a
+planned or unplanned failover, a commit or a reprotect, whatever a bug upstream asks of it: the
+request is refused before it leaves.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import get_current_context, task
+from site_recovery.exceptions import DeploymentCheckFailed, DrillFailed
+from site_recovery.tasks.common import sort_errors, table
+
+if TYPE_CHECKING:
+    from site_recovery.hooks.asr import AzureSiteRecoveryHook
+    from site_recovery.hooks.vmm import VmmScriptHook
+    from site_recovery.records import (
+        CleanupProof,
+        DrillGate,
+        LeftoverCleanup,
+        PairedCloud,
+        ProtectedItemSummary,
+        VmTarget,
+    )
+    from site_recovery.site import Site
+
+log = logging.getLogger(__name__)
+#: The task whose ``gate`` XCom (a DrillGate) every later task reads.
+GATE_TASK = "readiness_gate"
+
+
+def drill_hook(site: Site) -> AzureSiteRecoveryHook:
+    """An ASR hook that may only read, run test failovers, clean them up and cancel its own jobs."""
+    from site_recovery.drill import drill_may_send
+    from site_recovery.hooks.asr import AzureSiteRecoveryHook
+
+    return AzureSiteRecoveryHook(azure_conn_id=site.azure.conn_id, request_guard=drill_may_send)
+
+
+def _recovery_vmm(site: Site) -> VmmScriptHook:
+    """The recovery VMM server, where the test VMs come up."""
+    from site_recovery.hooks.vmm import VmmScriptHook
+
+    return VmmScriptHook(site.recovery.vmm.psrp_conn_id)
+
+
+def pulled_gate(ti: Any) -> DrillGate | None:
+    """The readiness gate's result as the gate pushed it (None when the gate did not get that far)."""
+    from site_recovery.records import DrillGate
+
+    gate = ti.xcom_pull(task_ids=GATE_TASK, key="gate")
+    return None if gate is None else DrillGate.model_validate(gate)
+
+
+def _items(hook: AzureSiteRecoveryHook, site: Site) -> list[tuple[PairedCloud, ProtectedItemSummary]]:
+    """(paired cloud, protected item) of every in-scope protected VM of the site's paired clouds."""
+    from site_recovery.hooks.asr import summarize_protected_item
+    from site_recovery.pairings import paired_clouds
+
+    az, found = site.azure, []
+    for cloud in paired_clouds(hook, site):
+        for item in hook.list_protected_items(az.resource_group, az.vault_name, cloud.fabric, cloud.container):
+            summary = summarize_protected_item(item)
+            if site.scope.covers(cloud.cloud, summary.vm or ""):
+                found.append((cloud, summary))
+    return found
+
+
+def _run_label(context: Any) -> str:
+    return f"{context['dag'].dag_id} run {context['run_id']}"
+
+
+def _start_cleanup(hook: AzureSiteRecoveryHook, site: Site, fabric: str, container: str,
+                   item: ProtectedItemSummary, comment: str) -> str | None:
+    return hook.test_failover_cleanup(site.azure.resource_group, site.azure.vault_name, fabric, container, item.name,
+                                      {"properties": {"comments": comment[:1024]}})
+
+
+# -------------------------------------------------------------------------------- leftovers
+@task
+@sort_errors
+def clean_leftovers(site_name: str) -> list[str]:
+    """Clean up test failovers an interrupted drill left behind, before anything else; return their jobs.
+
+    Pushes ``leftovers`` (a :class:`~site_recovery.records.LeftoverCleanup` per VM) for the gate and the report.
+    """
+    from site_recovery.drill import has_leftover_test_failover
+    from site_recovery.records import LeftoverCleanup
+    from site_recovery.site import load_site_named
+
+    context = get_current_context()
+    site = load_site_named(site_name)
+    hook = drill_hook(site)
+    leftovers: list[LeftoverCleanup] = []
+    for cloud, item in _items(hook, site):
+        if not has_leftover_test_failover(item):
+            continue
+        job = _start_cleanup(hook, site, cloud.fabric, cloud.container, item,
+                             f"Leftover of an earlier drill, cleaned up by {_run_label(context)}")
+        detail = (f"test failover left {item.test_failover_state} by an earlier drill; cleaned up first"
+                  + (f" (job {job})" if job else ""))
+        log.warning("VM %r: %s.", item.vm, detail)
+        leftovers.append(LeftoverCleanup(vm=item.vm or item.name, detail=detail, job=job))
+    if not leftovers:
+        log.info("No test failover left behind by an earlier drill.")
+    context["ti"].xcom_push(key="leftovers", value=leftovers)
+    return [leftover.job for leftover in leftovers if leftover.job]
+
+
+# ------------------------------------------------------------------------------------- gate
+def _test_network(hook: AzureSiteRecoveryHook, site: Site, params: dict[str, Any]) -> tuple[str | None, str | None]:
+    """(network ARM id, name) the test VMs join, or (None, None); refuses a network production maps to."""
+    from site_recovery.deployment import read_vault
+
+    name = (params.get("test_network") or "").strip() or site.drill.test_network
+    if not name:
+        return None, None
+    view = read_vault(hook, site)
+    recovery = view.fabric_for(site.recovery.vmm) if view.exists else None
+    network = recovery.networks.get(name.casefold()) if recovery else None
+    if network is None:
+        known = ", ".join(sorted(n.properties.friendly_name for n in recovery.networks.values())) if recovery else ""
+        raise DeploymentCheckFailed(f"Test network {name!r} is not a VM network of {site.recovery.vmm.fqdn}; "
+                                    f"it has: {known or 'none'}.")
+    mapped = [m for m in hook.list_network_mappings(site.azure.resource_group, site.azure.vault_name)
+              if (m.properties.recovery_network_id or "").casefold() == network.id.casefold()]
+    if mapped and not params.get("allow_production_network"):
+        sources = ", ".join(m.properties.primary_network_friendly_name or m.name for m in mapped)
+        raise DeploymentCheckFailed(
+            f"Refusing to drill into {name!r}: it is the recovery network of production network(s) {sources}, so "
+            "test VMs would come up next to the real DR copies with production addresses. Use the isolated "
+            "drill network (drill.test_network), or set the run parameter allow_production_network to override.")
+    return network.id, network.properties.friendly_name
+
+
+@task
+@sort_errors
+def readiness_gate(site_name: str) -> list[VmTarget]:
+    """Check every in-scope VM (health, TestFailover allowed, recovery point age, nothing running).
+
+    Returns the ready VMs to drill; pushes ``gate`` (a :class:`~site_recovery.records.DrillGate`,
+    for the cleanup and the report). With ``drill.on_gate_failure: fail`` any VM that is not
+    ready fails the run before any failover.
+    """
+    from site_recovery.drill import gate_reasons, utc_now
+    from site_recovery.records import DrillGate, GateSkip, LeftoverCleanup, VmTarget
+    from site_recovery.site import load_site_named
+
+    context = get_current_context()
+    params = context.get("params") or {}
+    site = load_site_named(site_name)
+    hook = drill_hook(site)
+    drill, now = site.drill, utc_now()
+    wanted = {v.strip().casefold() for v in params.get("vms") or [] if v and v.strip()}
+    items = _items(hook, site)
+    unknown = sorted(wanted - {(item.vm or "").casefold() for _, item in items})
+    if unknown:
+        raise DeploymentCheckFailed(f"The run's vms parameter names VMs that are not protected in scope: "
+                                    f"{', '.join(unknown)}. Protected in scope: "
+                                    f"{', '.join(sorted(item.vm or item.name for _, item in items)) or 'none'}.")
+    network_id, network_name = _test_network(hook, site, params)
+    ready: list[VmTarget] = []
+    skipped: list[GateSkip] = []
+    rows = []
+    for cloud, item in items:
+        vm = item.vm or item.name
+        if wanted and vm.casefold() not in wanted:
+            continue
+        reasons = gate_reasons(item, allow_warning=drill.allow_warning_health,
+                               max_age_seconds=drill.recovery_point_age_limit.total_seconds(), now=now)
+        rows.append([vm, cloud.cloud, "ready" if not reasons else "NOT READY", "; ".join(reasons)])
+        if reasons:
+            skipped.append(GateSkip(vm=vm, reason="; ".join(reasons)))
+        else:
+            ready.append(VmTarget(vm=vm, cloud=cloud.cloud, fabric=cloud.fabric, container=cloud.container,
+                                  item_name=item.name, protectable_item_id=item.protectable_item_id,
+                                  policy_id=cloud.policy_id, network_id=network_id, network=network_name))
+    leftovers = context["ti"].xcom_pull(task_ids="clean_leftovers", key="leftovers") or []
+    gate = DrillGate(checked=len(rows), passed=len(ready), skipped=skipped,
+                     leftovers_cleaned=[LeftoverCleanup.model_validate(x) for x in leftovers],
+                     test_network=network_name, started_at=now, targets=ready)
+    context["ti"].xcom_push(key="gate", value=gate)
+    log.info("Readiness gate, site %s (test network: %s):\n%s", site.name, network_name or "none (isolated VMs)",
+             table(["VM", "Cloud", "Gate", "Why not"], rows) if rows else "  (no protected VM in scope)")
+    if skipped and drill.on_gate_failure == "fail":
+        raise DrillFailed(f"{len(skipped)} VM(s) failed the readiness gate and drill.on_gate_failure is fail: "
+                          + "; ".join(f"{s.vm}: {s.reason}" for s in skipped))
+    if skipped:
+        log.warning("%d VM(s) are skipped (drill.on_gate_failure: skip) and reported.", len(skipped))
+    if not ready:
+        raise DrillFailed("No VM passed the readiness gate: there is nothing to drill.")
+    return ready
+
+
+# ---------------------------------------------------------------------------------- cleanup
+@task
+@sort_errors
+def start_cleanup(site_name: str) -> list[str]:
+    """Teardown: clean up every test failover of the drilled VMs, whatever happened before; return the jobs.
+
+    A test failover still running (the run was stopped mid-drill) is cancelled and awaited first,
+    since ASR allows cleanup only once it has ended. Pushes ``cleanup_jobs`` (VM -> job name).
+    """
+    from site_recovery.drill import has_leftover_test_failover
+    from site_recovery.hooks.asr import summarize_protected_item
+    from site_recovery.site import load_site_named
+
+    context = get_current_context()
+    site = load_site_named(site_name)
+    hook, az = drill_hook(site), site.azure
+    gate = pulled_gate(context["ti"])
+    jobs: dict[str, str] = {}
+    for t in gate.targets if gate else []:
+        args = (az.resource_group, az.vault_name, t.fabric, t.container, t.item_name)
+        item = summarize_protected_item(hook.get_protected_item(*args))
+        # The item keeps TestFailover as its scenario while it waits for cleanup; only a running job matters.
+        if item.running_test_failover_job:
+            item = _end_running_test_failover(hook, site, args, item)
+        if not has_leftover_test_failover(item):
+            log.info("VM %r: nothing to clean up (%s).", t.vm, item.test_failover_state_description
+                     or item.test_failover_state or "no test failover")
+            continue
+        job = _start_cleanup(hook, site, t.fabric, t.container, item, f"Drill cleanup by {_run_label(context)}")
+        log.info("VM %r: test failover cleanup started (job %s).", t.vm, job)
+        if job:
+            jobs[t.vm] = job
+    context["ti"].xcom_push(key="cleanup_jobs", value=jobs)
+    return list(jobs.values())
+
+
+def _end_running_test_failover(hook: AzureSiteRecoveryHook, site: Site, args: tuple,
+                               item: ProtectedItemSummary) -> ProtectedItemSummary:
+    """If the item's test failover job still runs (the drill was stopped), cancel it and wait for it to end."""
+    from site_recovery.hooks.asr import summarize_job, summarize_protected_item
+
+    az, job = site.azure, item.running_test_failover_job
+    summary = summarize_job(hook.get_job(az.resource_group, az.vault_name, job))
+    if summary.ended:
+        # Read the item again: the job may have ended (been cancelled by the stopped wait) after
+        # the item was read, and only the item as it is now says whether a test VM is left.
+        return summarize_protected_item(hook.get_protected_item(*args))
+    if summary.cancellable:
+        log.warning("VM %r: the drill was stopped while its test failover ran; cancelling job %s.", item.vm, job)
+        hook.cancel_job(az.resource_group, az.vault_name, job)
+    deadline = time.time() + site.timeouts.asr_job.total_seconds()
+    while time.time() < deadline:
+        summary = summarize_job(hook.get_job(az.resource_group, az.vault_name, job))
+        if summary.ended:
+            return summarize_protected_item(hook.get_protected_item(*args))
+        time.sleep(min(site.timeouts.poll_interval.total_seconds(), 10))
+    raise DrillFailed(f"VM {item.vm!r}: its test failover job {job} did not end within {site.timeouts.asr_job}; "
+                      "clean it up by hand once it has (Cleanup test failover in the vault).")
+
+
+@task(trigger_rule="all_done")
+@sort_errors
+def verify_cleanup(site_name: str) -> CleanupProof:
+    """Prove the cleanup: no drilled VM is left in a test failover, and the recovery VMM holds no test VM.
+
+    Returns and pushes (``proof``) the :class:`~site_recovery.records.CleanupProof`, then fails
+    when anything was left behind.
+    """
+    from site_recovery.drill import name_of_test_vm, utc_now
+    from site_recovery.hooks.asr import summarize_protected_item
+    from site_recovery.records import CleanupCheck, CleanupProof
+    from site_recovery.site import load_site_named
+
+    context = get_current_context()
+    site = load_site_named(site_name)
+    hook, az = drill_hook(site), site.azure
+    gate = pulled_gate(context["ti"])
+    vmm = _recovery_vmm(site)
+    in_failover, test_vms, per_vm = [], [], {}
+    for t in gate.targets if gate else []:
+        item = summarize_protected_item(hook.get_protected_item(az.resource_group, az.vault_name, t.fabric,
+                                                                 t.container, t.item_name))
+        status = vmm.run_script("Get-TestVmStatus", {"VmName": name_of_test_vm(t.vm)})
+        if item.in_test_failover:
+            in_failover.append(t.vm)
+        if status.exists:
+            test_vms.append(status.vm_name)
+        per_vm[t.vm] = CleanupCheck(
+            verified=not item.in_test_failover and not status.exists,
+            detail="; ".join([
+                f"test failover still {item.test_failover_state}" if item.in_test_failover
+                else "no active test failover",
+                f"test VM {status.summary()} still on {site.recovery.vmm.fqdn}" if status.exists
+                else "no test VM on the recovery VMM"]))
+    proof = CleanupProof(verified_at=utc_now(), items_in_test_failover=in_failover, test_vms_left=test_vms,
+                         per_vm=per_vm)
+    context["ti"].xcom_push(key="proof", value=proof)
+    if in_failover or test_vms:
+        raise DrillFailed("The drill left things behind: " + "; ".join(filter(None, [
+            f"still in a test failover: {', '.join(in_failover)}" if in_failover else "",
+            f"test VMs on {site.recovery.vmm.fqdn}: {', '.join(test_vms)}" if test_vms else ""])))
+    log.info("Cleanup verified for %d VM(s): no active test failover, no test VM on %s.", len(per_vm),
+             site.recovery.vmm.fqdn)
+    return proof

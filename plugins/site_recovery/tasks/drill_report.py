@@ -1,0 +1,183 @@
+"""The drill's last tasks: gather what every task recorded, decide the verdict, write and publish the report.
+
+:func:`drill_report` always succeeds (so the report's Asset event is published for failed
+drills too); :func:`check_verdict` then fails the run when the verdict is FAIL. The verdict is
+:func:`site_recovery.drill_verdict.verdict_of`'s, from the per-VM results of
+:func:`site_recovery.drill.vm_result`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import get_current_context
+from site_recovery.exceptions import DrillFailed
+from site_recovery.tasks.drill import drill_hook, pulled_gate
+
+if TYPE_CHECKING:
+    from airflow.sdk import Asset
+    from site_recovery.records import DrillOutcomeSummary, DrillReport, JobSummary, TaskTiming, VmTarget
+    from site_recovery.site import Site
+
+log = logging.getLogger(__name__)
+#: The task group mapped over the gate's targets.
+GROUP = "drill_vm"
+
+
+def reports_folder() -> Path:
+    """``[site_recovery] reports_folder`` (env ``AIRFLOW__SITE_RECOVERY__REPORTS_FOLDER``), else
+    ``$AIRFLOW_HOME/drill-reports``."""
+    from airflow.configuration import conf
+
+    configured = conf.get("site_recovery", "reports_folder", fallback=None)
+    if configured:
+        return Path(configured).expanduser()
+    return Path(os.environ.get("AIRFLOW_HOME", "~/airflow")).expanduser() / "drill-reports"
+
+
+def report_asset_uri(site_name: str) -> str:
+    """The Asset each drill of a site updates (other DAGs may schedule on it)."""
+    return f"asr://drill-report/{site_name}"
+
+
+def report_asset(site_name: str) -> Asset:
+    from airflow.sdk import Asset
+
+    return Asset(name=f"asr_drill_report__{site_name}", uri=report_asset_uri(site_name))
+
+
+def _mapped(ti: Any, task_id: str, count: int, key: str = "return_value") -> list[Any]:
+    """One XCom per mapped VM (None where a VM's task pushed nothing)."""
+    if count == 0:
+        return []
+    pulled = ti.xcom_pull(task_ids=f"{GROUP}.{task_id}", key=key, map_indexes=list(range(count)))
+    if not isinstance(pulled, list):
+        pulled = [pulled]
+    return list(pulled) + [None] * (count - len(pulled))
+
+
+def _records(record: type, values: list[Any]) -> list[Any]:
+    return [None if value is None else record.model_validate(value) for value in values]
+
+
+def _task_timings(ti: Any, context: Any, targets: list[VmTarget]) -> list[TaskTiming]:
+    """State and duration of every task of the run that has ended, mapped ones labelled by VM."""
+    from site_recovery.records import TaskTiming
+
+    try:
+        crumbs = list(ti.get_task_breadcrumbs(context["dag"].dag_id, context["run_id"]))
+    except Exception as exc:  # the timings are a courtesy: a report without them beats no report
+        log.warning("Could not read the run's task timings: %s", exc)
+        return []
+    rows = []
+    for crumb in crumbs:
+        index = crumb.get("map_index")
+        label = targets[index].vm if isinstance(index, int) and 0 <= index < len(targets) else None
+        rows.append(TaskTiming(task_id=crumb.get("task_id"), map_index=label, state=crumb.get("state"),
+                               duration_seconds=crumb.get("duration")))
+    return rows
+
+
+def build_report(site: Site, context: Any) -> DrillReport:
+    """The run's :class:`~site_recovery.records.DrillReport`, from what each task pushed."""
+    from site_recovery.drill import skipped_result, utc_now, vm_result
+    from site_recovery.drill_verdict import verdict_of
+    from site_recovery.hooks.asr import summarize_job
+    from site_recovery.records import (
+        CleanupProof,
+        DrillReport,
+        GateSummary,
+        JobSummary,
+        RecoveryTargets,
+        TestVmCheck,
+    )
+    from site_recovery.vocabulary import DrillVerdict
+
+    ti, run = context["ti"], context["dag_run"]
+    gate = pulled_gate(ti)
+    targets = gate.targets if gate else []
+    n = len(targets)
+    failovers: list[JobSummary | None] = _records(JobSummary, _mapped(ti, "wait_test_failover", n))
+    failover_jobs = _mapped(ti, "wait_test_failover", n, key="asr_job_name")
+    verifies = _records(TestVmCheck, _mapped(ti, "verify_test_vm", n, key="verify"))
+    cleanup_names = ti.xcom_pull(task_ids="start_cleanup", key="cleanup_jobs") or {}
+    cleanup_jobs = {name: JobSummary.model_validate(job)
+                    for name, job in (ti.xcom_pull(task_ids="wait_cleanup", key="jobs") or {}).items() if job}
+    proof = ti.xcom_pull(task_ids="verify_cleanup", key="proof")
+    proof = None if proof is None else CleanupProof.model_validate(proof)
+    hook = None
+    vms = []
+    for target, failover, failover_job, verify in zip(targets, failovers, failover_jobs, verifies):
+        if failover is None and failover_job:
+            # The wait failed, so it returned nothing: read the job to report ASR's own words.
+            hook = hook or drill_hook(site)
+            failover = summarize_job(hook.get_job(site.azure.resource_group, site.azure.vault_name, failover_job))
+        cleanup_job = cleanup_names.get(target.vm)
+        vms.append(vm_result(target, failover_job=failover, verify=verify,
+                             cleanup_job=cleanup_jobs.get(cleanup_job) if cleanup_job else None,
+                             cleaned=proof.per_vm.get(target.vm) if proof else None,
+                             rto_target=site.drill.rto_target.total_seconds(),
+                             rpo_target=site.drill.rpo_target.total_seconds()))
+    vms += [skipped_result(skip.vm, skip.reason) for skip in (gate.skipped if gate else [])]
+    cleanup_proof = proof or CleanupProof(incomplete=True)
+    verdict, reasons = verdict_of(vms, cleanup_proof, site.drill.on_gate_failure == "fail")
+    if gate is None:
+        verdict, reasons = DrillVerdict.FAIL, ["the readiness gate did not run to the end: see its task log", *reasons]
+    return DrillReport(
+        site=site.name, dag_id=context["dag"].dag_id, run_id=context["run_id"],
+        trigger="scheduled" if str(context["run_id"]).startswith("scheduled") else "manual",
+        started_at=(gate.started_at if gate else None) or getattr(run, "start_date", None), ended_at=utc_now(),
+        verdict=verdict, reasons=reasons,
+        targets=RecoveryTargets(rpo_seconds=site.drill.rpo_target.total_seconds(),
+                                rto_seconds=site.drill.rto_target.total_seconds()),
+        test_network=gate.test_network if gate else None, recovery_vmm=site.recovery.vmm.fqdn,
+        gate=GateSummary(checked=gate.checked, passed=gate.passed, skipped=gate.skipped,
+                         leftovers_cleaned=gate.leftovers_cleaned) if gate else GateSummary(),
+        vms=vms, cleanup_proof=cleanup_proof.model_copy(update={"per_vm": {}}),
+        tasks=_task_timings(ti, context, targets),
+    )
+
+
+def drill_report(site_name: str) -> DrillOutcomeSummary:
+    """Write the JSON and HTML report and publish it as the site's Asset event; return verdict and paths.
+
+    It succeeds whatever the verdict, so the Asset event is published for failed drills too;
+    :func:`check_verdict` then fails the run when the verdict is FAIL.
+    """
+    from site_recovery.drill_report import load_history, write_report
+    from site_recovery.records import DrillOutcomeSummary
+    from site_recovery.site import load_site_named
+
+    context = get_current_context()
+    site = load_site_named(site_name)
+    report = build_report(site, context)
+    folder = reports_folder()
+    history = load_history(folder, site.name, exclude_run_id=report.run_id)
+    paths = write_report(folder, report, history)
+    log.info("Drill report (%s): %s\nJSON: %s", report.verdict, paths["html"], paths["json"])
+    events = context.get("outlet_events")
+    if events is not None:
+        events[report_asset(site.name)].extra = {
+            "verdict": str(report.verdict), "html": paths["html"], "json": paths["json"], "run_id": report.run_id}
+    for vm in report.vms:
+        log.info("%s: %s%s", vm.vm, vm.outcome, f" ({vm.error})" if vm.error else "")
+    return DrillOutcomeSummary(verdict=report.verdict, reasons=report.reasons, html=paths["html"], json=paths["json"])
+
+
+def check_verdict(site_name: str) -> str:
+    """Fail the run when the drill's verdict is FAIL (teardowns and the report never mask it)."""
+    from site_recovery.records import DrillOutcomeSummary
+    from site_recovery.vocabulary import DrillVerdict
+
+    pulled = get_current_context()["ti"].xcom_pull(task_ids="drill_report")
+    if not pulled:
+        raise DrillFailed(f"The drill of site {site_name} wrote no report: see the drill_report task log.")
+    outcome = DrillOutcomeSummary.model_validate(pulled)
+    if outcome.verdict is not DrillVerdict.PASS:
+        raise DrillFailed(f"Drill verdict {outcome.verdict} for site {site_name}: " + "; ".join(outcome.reasons)
+                          + f". Report: {outcome.html}")
+    log.info("Drill verdict %s. Report: %s", outcome.verdict, outcome.html)
+    return str(outcome.verdict)
