@@ -1,7 +1,9 @@
 """`make bench`: performance figures for the lab and the product.
 
-DAG files: parse time of each file in dags/ next to an empty DAG file's, as a ratio (goal:
-under 0.5 s each).
+DAG files (bench/dag_parse.py): each file of dags/ parsed the way the dag-processor parses it
+(a fork of a parent with Airflow pre-imported, ``_parse_file``: DagBag plus serialization), median
+seconds and the ratio to a minimal one-task DAG file parsed the same way (goal: every ratio <= 1.5).
+A DAG file with an import error fails the run.
 
 Lab: job GETs per second through the real async SDK client with 50 concurrent pollers,
 p50/p99 latency, and the lab's own CPU time per request (goal: >= 500/s on this machine, so
@@ -111,59 +113,6 @@ async def _poll(lab: dict, resource_group: str, vault: str, job: str, pollers: i
     return latencies, elapsed
 
 
-_PARSE_ONE = """
-import sys, time
-t0 = time.perf_counter()
-from airflow.dag_processing.dagbag import DagBag
-t1 = time.perf_counter()
-bag = DagBag(dag_folder=sys.argv[1])
-t2 = time.perf_counter()
-assert not bag.import_errors, bag.import_errors
-print(t2 - t1)
-"""
-EMPTY_DAG = (
-    "from airflow.sdk import DAG\n"
-    "from airflow.providers.standard.operators.empty import EmptyOperator\n"
-    "with DAG(dag_id='empty', schedule=None):\n    EmptyOperator(task_id='noop')\n"
-)
-
-
-def dag_parse_times(repeats: int = 5) -> dict:
-    """Parse time of every DAG file, and its ratio to an empty DAG file's (goal: < 0.5 s each).
-
-    Each parse runs in a fresh interpreter with Airflow already imported, as the
-    dag-processor does, and the median of ``repeats`` runs is kept.
-    """
-    import os as _os
-    import shutil
-
-    env = {**_os.environ, "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-           "PYTHONPATH": f"{REPO / 'plugins'}:{_os.environ.get('PYTHONPATH', '')}"}
-    figures: dict = {}
-    with tempfile.TemporaryDirectory(prefix="asr-parse-") as tmp:
-        env["AIRFLOW_HOME"] = tmp
-
-        def median_parse(folder: Path) -> float:
-            runs = [float(subprocess.run([sys.executable, "-c", _PARSE_ONE, str(folder)], env=env, check=True,
-                                         capture_output=True, text=True).stdout.strip().splitlines()[-1])
-                    for _ in range(repeats)]
-            return statistics.median(runs)
-
-        empty_dir = Path(tmp) / "empty"
-        empty_dir.mkdir()
-        (empty_dir / "empty_dag.py").write_text(EMPTY_DAG)
-        empty = median_parse(empty_dir)
-        figures["empty_dag_file_s"] = round(empty, 4)
-        for dag_file in sorted((REPO / "dags").glob("*.py")):
-            one = Path(tmp) / dag_file.stem
-            one.mkdir()
-            shutil.copy(dag_file, one / dag_file.name)
-            seconds = median_parse(one)
-            figures[dag_file.name] = {"seconds": round(seconds, 4), "ratio_to_empty": round(seconds / empty, 2),
-                                      "goal_seconds": 0.5}
-    return figures
-
-
 def _cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process, from /proc."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -211,6 +160,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", choices=PARTS, action="append",
                         help="run only this part (repeatable); the others keep their figures in latest.json")
+    parser.add_argument("--dag-parse-repeats", type=int, default=15, help="forks per DAG file (median kept)")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--pollers", type=int, default=50)
     parser.add_argument("--client-processes", type=int, default=2)
@@ -243,7 +193,10 @@ def main() -> int:
     if "lab" in parts:
         results["lab_job_gets"] = lab_figures(args, LabClient)
     if "dag-parse" in parts:
-        results["dag_parse"] = dag_parse_times()
+        from bench.dag_parse import dag_parse_times, summary
+
+        results["dag_parse"] = dag_parse_times(args.dag_parse_repeats)
+        print(summary(results["dag_parse"]), flush=True)
     if "enable-replication" in parts:
         print(f"enable replication, {args.enable_vms} VMs: two runs under airflow standalone, about 14 minutes ...",
               flush=True)

@@ -2,7 +2,8 @@
 
 One DAG ``asr_deploy__<site>`` per file in include/sites. Every step ensures: it reads what is
 there, changes only what differs, and the summary says what changed. Re-run it at any time to
-check or repair a site. Wiring only: the steps live in plugins/site_recovery/operators.
+check or repair a site. Wiring only: the steps live in site_recovery.tasks.deploy and
+site_recovery.tasks.deploy_onprem.
 """
 
 from __future__ import annotations
@@ -10,25 +11,25 @@ from __future__ import annotations
 from datetime import timedelta
 
 from airflow.providers.standard.operators.empty import EmptyOperator
-from airflow.sdk import DAG, Param, TaskGroup, chain
+from airflow.sdk import DAG, TaskGroup, TriggerRule, chain
 
-from site_recovery.operators import deploy_azure as az
-from site_recovery.operators import deploy_onprem as onprem
-from site_recovery.operators.deploy_common import STEPS
+from site_recovery.deployment import STEPS
 from site_recovery.sensors.deploy import FabricConnectedSensor, OptionalAsrJobSensor
-from site_recovery.site_dags import publish, slug
+from site_recovery.site_dags import form_param, publish, slug
+from site_recovery.tasks import deploy as az
+from site_recovery.tasks import deploy_onprem as onprem
 
 DEFAULT_ARGS = {"owner": "dr-engineering", "retries": 3, "retry_delay": timedelta(seconds=30),
                 "retry_exponential_backoff": 2.0, "max_retry_delay": timedelta(minutes=10)}
 TAGS = ["asr", "deploy"]
 PARAMS = {
-    "plan_only": Param(False, type="boolean", title="Plan only",
-                       description="Only show the plan (step 1): what exists in the vault and what a full run "
-                                   "would change. Nothing is changed."),
-    "steps": Param(list(STEPS), type="array", title="Steps to run", items={"type": "string", "enum": list(STEPS)},
-                   examples=list(STEPS), values_display=STEPS,
-                   description="Steps to carry out (default: all). A step left out is skipped and reported; "
-                               "later steps still check what they need."),
+    "plan_only": form_param(False, type="boolean", title="Plan only",
+                            description="Only show the plan (step 1): what exists in the vault and what a full run "
+                                        "would change. Nothing is changed."),
+    "steps": form_param(list(STEPS), type="array", title="Steps to run", items={"type": "string", "enum": list(STEPS)},
+                        examples=list(STEPS), values_display=STEPS,
+                        description="Steps to carry out (default: all). A step left out is skipped and reported; "
+                                    "later steps still check what they need."),
 }
 
 
@@ -36,7 +37,8 @@ def _job_wait(task_id: str, start_task_id: str, site, timeout: timedelta) -> Opt
     return OptionalAsrJobSensor(
         task_id=task_id, azure_conn_id=site.azure.conn_id, resource_group_name=site.azure.resource_group,
         vault_name=site.azure.vault_name, poke_interval=15, timeout=timeout.total_seconds(),
-        job_name="{{ (ti.xcom_pull(task_ids='%s') or {}).get('job_name') or '' }}" % start_task_id)
+        # The start task's record (a dict or a StepRecord: Jinja's [] falls back to the attribute), or none.
+        job_name="{{ (ti.xcom_pull(task_ids='%s') or {'job_name': ''})['job_name'] or '' }}" % start_task_id)
 
 
 def build(site) -> DAG:
@@ -97,8 +99,13 @@ def build(site) -> DAG:
                      policy, *pairing_starts]
         done = az.summary(name, [reporter.operator.task_id for reporter in reporters])
         # The summary runs whatever happened; this leaf keeps a failed step from passing as a successful run.
-        complete = EmptyOperator(task_id="deployment_complete")
+        complete = EmptyOperator(task_id="deployment_complete", trigger_rule=TriggerRule.NONE_FAILED)
         chain(g1, g2, g3, g4, g5, g6, g7, g8, [done, complete])
+        # A step the run leaves out shows skipped, and the steps after it still run (each checks what it
+        # needs): a step's first tasks wait for the step before to end without failing, not to succeed.
+        for step in (g2, g3, g4, g5, g6, g7, g8):
+            for first in step.roots:
+                first.trigger_rule = TriggerRule.NONE_FAILED
         plan >> done
     return dag
 

@@ -7,7 +7,8 @@ EnableDr job, wait for initial replication to complete with healthy delta replic
 Waiting happens in the triggerer, so a VM replicating for hours holds no worker slot. The
 report at the end says where every VM in scope stands. Re-run it at any time: it starts
 nothing for VMs already protected and waits on enables an earlier run left under way.
-Wiring only: the steps live in plugins/site_recovery/operators/protect.py.
+Wiring only: the steps live in site_recovery.tasks.protect, .operators.protect and
+.sensors.protection.
 """
 
 from __future__ import annotations
@@ -17,11 +18,11 @@ from datetime import timedelta
 from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.sdk import DAG, Param, task_group
 
-from site_recovery.operators.protect import EnableProtectionOperator, plan_protection, read_known_vms, \
-    report_protection
-from site_recovery.sensors.protection import VmJobSensor, InitialReplicationSensor
+from site_recovery.operators.protect import EnableProtectionOperator
+from site_recovery.sensors.protection import InitialReplicationSensor, VmJobSensor
 from site_recovery.site import format_duration
-from site_recovery.site_dags import publish
+from site_recovery.site_dags import form_param, publish
+from site_recovery.tasks.protect import plan_protection, report_protection
 
 DEFAULT_ARGS = {"owner": "dr-engineering", "retries": 3, "retry_delay": timedelta(seconds=30),
                 "retry_exponential_backoff": 2.0, "max_retry_delay": timedelta(minutes=10)}
@@ -29,17 +30,19 @@ TAGS = ["asr", "enable-replication"]
 VM_LABEL = "{{ task.target.vm }}"
 
 
-def params_for(site_name: str) -> dict[str, Param]:
-    known = read_known_vms(site_name)
-    choices = {"examples": known} if known else {}  # a multi-select of the VMs the last plan found in scope
+def params_for(site) -> dict[str, Param]:
+    """The trigger form, from the site file alone: nothing a worker wrote, so the DAG changes only with the file."""
+    named = [name for rule in site.scope.vms for name in rule.include
+             if not any(c in name for c in "*?[") and site.scope.covers(rule.cloud, name)]
+    choices = {"examples": named} if named else {}  # the VMs the scope names one by one, offered to pick
     return {
-        "vms": Param([], type="array", title="VMs", items={"type": "string"}, **choices,
-                     description="Only these VMs (names as in VMM). Empty: every VM the site file's scope puts in "
-                                 "the paired clouds. A name the site file does not allow is an error."
-                                 + ("" if known else " The list fills in after the first run.")),
-        "dry_run": Param(False, type="boolean", title="Dry run",
-                         description="Only show the plan: which VMs would be enabled, waited on or reported. "
-                                     "Nothing is changed."),
+        "vms": form_param([], type="array", title="VMs", items={"type": "string"}, **choices,
+                          description="Only these VMs (names as in VMM). Empty: every VM the site file's scope puts in "
+                                      "the paired clouds. Any name the scope allows may be typed; the plan checks each "
+                                      "when the run starts, and a name the site file does not allow is an error."),
+        "dry_run": form_param(False, type="boolean", title="Dry run",
+                              description="Only show the plan: which VMs would be enabled, waited on or reported. "
+                                          "Nothing is changed."),
     }
 
 
@@ -47,7 +50,7 @@ def build(site) -> DAG:
     az, scope, timeouts = site.azure, site.scope, site.timeouts
     poll = timeouts.poll_interval.total_seconds()
     with DAG(dag_id=site.dag_id("asr_enable_replication"), schedule=None, catchup=False, max_active_runs=1,
-             tags=TAGS, default_args=DEFAULT_ARGS, params=params_for(site.name),
+             tags=TAGS, default_args=DEFAULT_ARGS, params=params_for(site),
              description=f"Enable ASR replication for the VMs in scope of site {site.name}",
              doc_md=f"{__doc__}\n\n**Site {site.name}**: {site.description or ''}\n\nAt most "
                     f"{scope.max_concurrent_initial_replications} initial replications at once; each may take "

@@ -7,7 +7,8 @@ each test VM on the recovery VMM (heartbeat, then the site's probes), then clean
 failover (a teardown: it runs when anything failed or the run was stopped) and proves nothing is
 left. The report (JSON + HTML, published as an Asset) gives the verdict, RTO and RPO per VM and
 the cleanup proof. A drill can never fail over, commit or reprotect: its ASR client refuses it.
-Wiring only: the steps live in plugins/site_recovery/operators/drill.py.
+Wiring only: the steps live in site_recovery.tasks.drill, .tasks.drill_report, .operators.drill
+and .sensors.drill.
 """
 
 from __future__ import annotations
@@ -18,13 +19,13 @@ from airflow.providers.standard.operators.python import PythonOperator
 from airflow.sdk import DAG, CronTriggerTimetable, Param, task_group
 
 from site_recovery.notifiers import failure_callbacks
-from site_recovery.operators.drill import (
-    AsrJobsSensor, StartTestFailoverOperator, VerifyTestVmOperator, clean_leftovers, readiness_gate, start_cleanup,
-    verify_cleanup,
-)
-from site_recovery.operators.drill_report_task import check_verdict, drill_report, report_asset
+from site_recovery.operators.drill import StartTestFailoverOperator
+from site_recovery.sensors.asr import AsrJobsSensor
+from site_recovery.sensors.drill import TestVmVerifiedSensor
 from site_recovery.sensors.protection import VmJobSensor
-from site_recovery.site_dags import publish
+from site_recovery.site_dags import form_param, publish
+from site_recovery.tasks.drill import clean_leftovers, readiness_gate, start_cleanup, verify_cleanup
+from site_recovery.tasks.drill_report import check_verdict, drill_report, report_asset
 
 DEFAULT_ARGS = {"owner": "dr-engineering", "retries": 2, "retry_delay": timedelta(seconds=30),
                 "retry_exponential_backoff": 2.0, "max_retry_delay": timedelta(minutes=5)}
@@ -34,14 +35,15 @@ VM_LABEL = "{{ task.target.vm }}"
 
 def params_for(site) -> dict[str, Param]:
     return {
-        "vms": Param([], type="array", title="VMs", items={"type": "string"},
-                     description="Only these protected VMs. Empty: every protected VM in the site file's scope."),
-        "test_network": Param(site.drill.test_network or "", type="string", title="Test network",
-                              description="Recovery-side VM network the test VMs join (default: drill.test_network). "
-                                          "Empty: the test VMs get no network."),
-        "allow_production_network": Param(False, type="boolean", title="Allow a production-mapped network",
-                                          description="Let the test VMs join a network that production VM networks "
-                                                      "are mapped to. Only for a deliberate, supervised drill."),
+        "vms": form_param([], type="array", title="VMs", items={"type": "string"},
+                          description="Only these protected VMs. Empty: every protected VM in the site file's scope."),
+        "test_network": form_param(site.drill.test_network or "", type="string", title="Test network",
+                                   description="Recovery-side VM network the test VMs join (default: "
+                                               "drill.test_network). Empty: the test VMs get no network."),
+        "allow_production_network": form_param(False, type="boolean", title="Allow a production-mapped network",
+                                               description="Let the test VMs join a network that production VM "
+                                                           "networks are mapped to. Only for a deliberate, "
+                                                           "supervised drill."),
     }
 
 
@@ -69,9 +71,10 @@ def build(site) -> DAG:
             # Stopping a drill mid-failover cancels its test failover; the teardown then cleans up.
             wait = VmJobSensor(task_id="wait_test_failover", target=target, map_index_template=VM_LABEL,
                                job_name=failover.output, cancel_on_kill=True, weight_rule="upstream", **waits)
-            verify = VerifyTestVmOperator(task_id="verify_test_vm", site_name=site.name, target=target,
-                                          failover_job=wait.output, map_index_template=VM_LABEL,
-                                          weight_rule="upstream")
+            verify = TestVmVerifiedSensor(task_id="verify_test_vm", site_name=site.name, target=target,
+                                          failover_job=wait.output, poke_interval=poll,
+                                          timeout=drill.verify_timeout.total_seconds(),
+                                          map_index_template=VM_LABEL, weight_rule="upstream")
             failover >> wait >> verify
 
         vms = drill_vm.expand(target=gate)

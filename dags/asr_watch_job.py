@@ -8,10 +8,21 @@ deployment, enable-replication and drill DAGs use the same sensor for their own 
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
-from airflow.sdk import DAG, Param
+from airflow.sdk import DAG
 
 from site_recovery.sensors.asr import AsrJobSensor
+from site_recovery.site_dags import form_param
+
+
+def timeout_from_params(context: Any) -> None:
+    """``pre_execute`` of the sensor: its ``timeout`` (not a template field) from the run's ``timeout_hours``.
+
+    Runs on the worker before every attempt and every resume, before the sensor reads ``timeout``.
+    """
+    context["task"].timeout = timedelta(hours=float(context["params"]["timeout_hours"])).total_seconds()
+
 
 with DAG(
     dag_id="asr_watch_job",
@@ -22,15 +33,18 @@ with DAG(
     tags=["asr", "utility"],
     default_args={"owner": "dr-engineering", "retries": 1, "retry_delay": timedelta(minutes=1)},
     params={
-        "azure_conn_id": Param("azure_asr_lab", type="string", minLength=1,
-                               description="Airflow connection (type azure) for the subscription holding the vault."),
-        "resource_group_name": Param("", type="string", minLength=1,
-                                     description="Resource group of the Recovery Services vault."),
-        "vault_name": Param("", type="string", minLength=1, description="Recovery Services vault name."),
-        "job_name": Param("", type="string", minLength=1,
-                          description="ASR job name (the GUID at the end of the job's ARM id)."),
-        "timeout_hours": Param(6, type="number", minimum=0.01, maximum=72,
-                               description="Give up waiting after this many hours (the job itself is not cancelled)."),
+        # The ASR hook's default connection id, as for any Azure hook.
+        "azure_conn_id": form_param("azure_default", type="string", minLength=1,
+                                    description="Airflow connection (type azure) for the subscription holding the "
+                                                "vault."),
+        "resource_group_name": form_param("", type="string", minLength=1,
+                                          description="Resource group of the Recovery Services vault."),
+        "vault_name": form_param("", type="string", minLength=1, description="Recovery Services vault name."),
+        "job_name": form_param("", type="string", minLength=1,
+                               description="ASR job name (the GUID at the end of the job's ARM id)."),
+        "timeout_hours": form_param(6, type="number", minimum=0.01, maximum=72,
+                                    description="Give up waiting after this many hours (the job itself is not "
+                                                "cancelled)."),
     },
     doc_md=__doc__,
 ) as dag:
@@ -40,5 +54,6 @@ with DAG(
         resource_group_name="{{ params.resource_group_name }}",
         vault_name="{{ params.vault_name }}",
         job_name="{{ params.job_name }}",
-        timeout=timedelta(hours=6).total_seconds(),
+        timeout=timedelta(hours=6).total_seconds(),  # the form's default; the run's timeout_hours replaces it
+        pre_execute=timeout_from_params,
     )

@@ -7,11 +7,17 @@ nothing heavier than pydantic and PyYAML, never opens a socket, and turns every 
 wrong (bad YAML, hostile YAML, unknown keys, impossible values, secrets) into one
 :class:`SiteFileError` whose message names the file and each bad field with what is allowed.
 Secrets never live here: only Airflow connection ids.
+
+Parsing cost matters (every DAG file validates its site files each time the dag-processor parses
+it; ``bench/dag_parse.py`` measures it): the models build their validator once, on first use
+(``defer_build``), annotations are real objects rather than strings pydantic would have to
+compile, a valid file is read by libyaml with the same refusals as the pure-Python loader (which
+still reads every file libyaml or the checks refuse, so each problem keeps one message), and
+workers validate only the file of the site they work on, once per process while it is unchanged
+(:func:`load_site_named`).
 """
 
-from __future__ import annotations
-
-import difflib
+import hashlib
 import os
 import re
 import stat
@@ -19,7 +25,7 @@ from collections.abc import Iterator
 from datetime import date, timedelta
 from fnmatch import fnmatchcase
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal, Self, get_args
 
 import yaml
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
@@ -211,7 +217,8 @@ def _cron(value: str) -> str:
 class _Model(BaseModel):
     """Strict (no "300" for 300, no "yes" for true), unknown keys refused, immutable once loaded."""
 
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    # defer_build: only Site's validator is ever needed, built on the first validation.
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, defer_build=True)
 
 
 class AzureTarget(_Model):
@@ -284,7 +291,7 @@ class InitialReplication(_Model):
                                                                       "imports it from.")
 
     @model_validator(mode="after")
-    def _paths_iff_offline(self) -> InitialReplication:
+    def _paths_iff_offline(self) -> Self:
         problems = []
         for field in ("offline_export_path", "offline_import_path"):
             if self.method == "offline" and not getattr(self, field):
@@ -324,7 +331,7 @@ class ReplicationPolicy(_Model):
                                                                "VM at the recovery site too.")
 
     @model_validator(mode="after")
-    def _check_provider_limits(self) -> ReplicationPolicy:
+    def _check_provider_limits(self) -> Self:
         problems = []
         if self.provider == "HyperVReplica2012" and self.copy_frequency_seconds != 300:
             problems.append((("copy_frequency_seconds",), f"{self.copy_frequency_seconds} is not allowed with "
@@ -433,7 +440,7 @@ class RecoveryServicesAgent(_Model):
                                                                "URL); required when install is true.")
 
     @model_validator(mode="after")
-    def _installer_when_installing(self) -> RecoveryServicesAgent:
+    def _installer_when_installing(self) -> Self:
         if self.install and not self.installer_path:
             raise _Problems([(("installer_path",), "is required when install is true")])
         return self
@@ -479,7 +486,7 @@ class Probe(_Model):
     vm: Pattern | None = Field(None, description="VM name or wildcard the probe applies to; default every VM.")
 
     @model_validator(mode="after")
-    def _path_for_http_only(self) -> Probe:
+    def _path_for_http_only(self) -> Self:
         if self.kind == "tcp" and self.path is not None:
             raise _Problems([(("path",), "is only used by http probes")])
         return self
@@ -495,7 +502,7 @@ class Notifier(_Model):
     conn_id: ConnId | None = Field(None, description="webhook: Airflow http connection the failure is POSTed to.")
 
     @model_validator(mode="after")
-    def _fields_of_kind(self) -> Notifier:
+    def _fields_of_kind(self) -> Self:
         needs, unused = (("classpath",), ("conn_id",)) if self.kind == "airflow_notifier" else (("conn_id",), (
             "classpath", "kwargs"))
         problems = [((f,), f"is required when kind is {self.kind}") for f in needs if not getattr(self, f)]
@@ -578,7 +585,7 @@ class Site(_Model):
         return f"{family}__{self.name}"
 
     @model_validator(mode="after")
-    def _check_plan(self) -> Site:
+    def _check_plan(self) -> Self:
         """Rules across sections: two VMM servers, each cloud and network once, the recovery side not production."""
         p: list[tuple[tuple, str]] = []
         if self.primary.vmm.fqdn == self.recovery.vmm.fqdn:
@@ -632,23 +639,9 @@ class _Refused(Exception):
     """YAML the loader will not accept although PyYAML would (aliases, duplicate keys, ...)."""
 
 
-class _SiteYamlLoader(yaml.SafeLoader):
-    """SafeLoader without the traps: no anchors or aliases (billion laughs), no merge keys, no
-    duplicate keys (PyYAML silently keeps the last), only text keys, and bounded nesting."""
-
-    def compose_node(self, parent, index):
-        event = self.peek_event()
-        line = event.start_mark.line + 1
-        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
-            raise _Refused(f"line {line}: anchors and aliases (&name, *name) are not allowed in a site file; "
-                           "write each value out (a value starting with * or & must be quoted)")
-        self._depth = getattr(self, "_depth", 0) + 1
-        try:
-            if self._depth > MAX_NESTING:
-                raise _Refused(f"line {line}: nested more than {MAX_NESTING} levels deep")
-            return super().compose_node(parent, index)
-        finally:
-            self._depth -= 1
+class _StrictMappings:
+    """Mapping checks shared by both loaders: no merge keys, no duplicate keys (PyYAML silently keeps
+    the last), only text keys."""
 
     def construct_mapping(self, node, deep=False):
         seen: dict[str, int] = {}
@@ -668,7 +661,73 @@ class _SiteYamlLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+class _SiteYamlLoader(_StrictMappings, yaml.SafeLoader):
+    """SafeLoader without the traps: no anchors or aliases (billion laughs), no merge keys, no
+    duplicate keys, only text keys, and bounded nesting. Its messages are the ones a DR engineer reads."""
+
+    def compose_node(self, parent, index):
+        event = self.peek_event()
+        line = event.start_mark.line + 1
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+            raise _Refused(f"line {line}: anchors and aliases (&name, *name) are not allowed in a site file; "
+                           "write each value out (a value starting with * or & must be quoted)")
+        self._depth = getattr(self, "_depth", 0) + 1
+        try:
+            if self._depth > MAX_NESTING:
+                raise _Refused(f"line {line}: nested more than {MAX_NESTING} levels deep")
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+if getattr(yaml, "__with_libyaml__", False):
+    class _FastSiteYamlLoader(_StrictMappings, yaml.CSafeLoader):
+        """libyaml's parser and composer with the same mapping checks; anchors, aliases and nesting are
+        checked on libyaml's events first (:func:`_parse_fast`)."""
+else:  # PyYAML without libyaml: every file takes the pure-Python loader
+    _FastSiteYamlLoader = None
+
+
+class _UseThePythonLoader(Exception):
+    """The fast path does not decide: the pure-Python loader reads the file and says what is wrong."""
+
+
+# Constructs libyaml accepts and PyYAML refuses (found by comparing both on generated files).
+# Tabs, the Unicode line breaks and a byte order mark inside the text (libyaml reads them differently),
+# and a block scalar header followed by # (libyaml accepts it).
+_LENIENT_LIBYAML = re.compile("[\t\x85\u2028\u2029\ufeff]|[|>][-+1-9]{0,2}#")
+
+
+def _parse_fast(text: str) -> Any:
+    """libyaml, about ten times faster, for a file both loaders accept; anything else raises."""
+    # What the pure-Python reader refuses, or reads differently from libyaml.
+    if yaml.reader.Reader.NON_PRINTABLE.search(text) or _LENIENT_LIBYAML.search(text):
+        raise _UseThePythonLoader
+    flow = [False]  # per open collection: written in flow style ({...} or [...])
+    for event in yaml.parse(text, Loader=yaml.CSafeLoader):  # events only: nothing is built yet
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) or getattr(event, "tag", None):
+            raise _UseThePythonLoader  # a site file has no anchors, aliases or tags
+        if isinstance(event, yaml.CollectionStartEvent):
+            flow.append(flow[-1] or bool(event.flow_style))
+            if len(flow) > MAX_NESTING:  # a scalar inside counts as one more level in the Python loader
+                raise _UseThePythonLoader
+        elif isinstance(event, yaml.CollectionEndEvent):
+            flow.pop()
+        elif isinstance(event, yaml.ScalarEvent) and flow[-1] and not event.style and "?" in event.value:
+            raise _UseThePythonLoader  # PyYAML ends a plain scalar at ? inside {...} or [...]
+    loader = _FastSiteYamlLoader(text)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
 def _parse_yaml(text: str) -> Any:
+    if _FastSiteYamlLoader is not None:
+        try:
+            return _parse_fast(text)
+        except Exception:  # refused, invalid or unusual: the pure-Python loader gives the one message
+            pass
     loader = _SiteYamlLoader(text)
     try:
         return loader.get_single_data()
@@ -757,6 +816,8 @@ def _message(error: dict) -> str:
     if kind == "extra_forbidden":
         model = _model_at(error["loc"][:-1])
         allowed = list(model.model_fields) if model else []
+        import difflib  # only for a message
+
         close = difflib.get_close_matches(str(error["loc"][-1]), allowed, n=1)
         hint = f" (did you mean {close[0]}?)" if close else ""
         return f"unknown key{hint}; allowed keys here: {', '.join(allowed)}"
@@ -792,8 +853,8 @@ def default_sites_dir() -> Path:
     return (Path(include).expanduser() if include else Path(__file__).resolve().parents[2] / "include") / "sites"
 
 
-def load_site(path: str | os.PathLike) -> Site:
-    """Read and validate one site file; any problem raises :class:`SiteFileError` naming the file and field."""
+def _read_site_file(path: str | os.PathLike) -> bytes:
+    """The bytes of a site file, refused when it is not a small regular file."""
     shown = os.fspath(path)
     try:
         if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO or device would block or never end
@@ -804,6 +865,16 @@ def load_site(path: str | os.PathLike) -> Site:
         raise SiteFileError(shown, f"cannot be read: {exc.strerror or exc}") from None
     if len(data) > MAX_FILE_BYTES:
         raise SiteFileError(shown, f"is larger than {MAX_FILE_BYTES // 1024} KiB; a site file is a few KiB")
+    return data
+
+
+def load_site(path: str | os.PathLike) -> Site:
+    """Read and validate one site file; any problem raises :class:`SiteFileError` naming the file and field."""
+    return _validate(os.fspath(path), _read_site_file(path))
+
+
+def _validate(shown: str, data: bytes) -> Site:
+    """The site in ``data`` (the bytes of file ``shown``), or :class:`SiteFileError`."""
     try:
         raw = _parse_yaml(data.decode("utf-8-sig"))
     except UnicodeDecodeError as exc:
@@ -834,6 +905,10 @@ def load_site(path: str | os.PathLike) -> Site:
     return site
 
 
+def _site_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in (".yaml", ".yml") and not p.name.startswith("."))
+
+
 def load_sites(directory: str | os.PathLike | None = None) -> tuple[dict[str, Site], dict[str, str]]:
     """Load every ``*.yaml``/``*.yml`` file of ``directory`` (default :func:`default_sites_dir`).
 
@@ -842,8 +917,7 @@ def load_sites(directory: str | os.PathLike | None = None) -> tuple[dict[str, Si
     """
     folder = Path(directory) if directory is not None else default_sites_dir()
     try:
-        files = sorted(p for p in folder.iterdir()
-                       if p.suffix.lower() in (".yaml", ".yml") and not p.name.startswith("."))
+        files = _site_files(folder)
     except OSError as exc:
         return {}, {str(folder): f"{folder}: cannot list the site files: {exc.strerror or exc}"}
     loaded: dict[str, list[tuple[Path, Site]]] = {}
@@ -867,3 +941,68 @@ def load_sites(directory: str | os.PathLike | None = None) -> tuple[dict[str, Si
             errors[file.name] = str(SiteFileError(file, f"name: {name!r} is also the site name of {others}; each "
                                                         "site needs its own name (it is part of the DAG ids)"))
     return sites, errors
+
+
+# ------------------------------------------------------------------------- one site, by name
+# A top-level ``name:`` line (block style, the way every site file is written): the site's name
+# without parsing the file. Anything less plain makes the file a candidate that is parsed.
+_NAME_LINE = re.compile(rb"""^name[ \t]*:[ \t]*(?:"([\w.-]*)"|'([\w.-]*)'|([\w.-]+))[ \t]*(?:#[^\n]*)?\r?$""",
+                        re.MULTILINE)
+_NAME_WORD = re.compile(rb"(?<![\w-])name(?![\w-])")
+_VALIDATED: dict[tuple[str, str], Site] = {}  # (file, sha256 of its bytes) -> its site
+_VALIDATED_MAX = 64
+
+
+def _may_define(file: Path, data: bytes, name: str) -> bool:
+    """False only when ``file`` certainly does not define the site ``name``; True means: parse it to know."""
+    lines = _NAME_LINE.findall(data)
+    if len(lines) == 1:
+        return next((v for v in lines[0] if v), b"").decode("utf-8", "replace") == name
+    if lines:  # a duplicate key: the loader will say so
+        return True
+    # No plain name line: the name is the file's stem, unless a name key hides in another form.
+    return file.stem.lower() == name or bool(_NAME_WORD.search(data))
+
+
+def _validated(file: Path, data: bytes) -> Site:
+    """:func:`load_site` of ``file`` whose bytes are ``data``, validated once per process per content."""
+    key = (os.fspath(file), hashlib.sha256(data).hexdigest())
+    site = _VALIDATED.get(key)
+    if site is None:
+        site = _validate(key[0], data)
+        if len(_VALIDATED) >= _VALIDATED_MAX:
+            _VALIDATED.clear()
+        _VALIDATED[key] = site
+    return site
+
+
+def load_site_named(name: str, directory: str | os.PathLike | None = None) -> Site:
+    """The valid site called ``name`` in ``directory`` (default :func:`default_sites_dir`), as :func:`load_sites`
+    would give it, or :class:`SiteFileError`.
+
+    For workers: every file is read (a few KiB each) but only the one defining ``name`` is parsed and
+    validated, and only once per process while its bytes stay the same; the returned model is shared,
+    so treat it as read-only. Anything unusual (an unreadable file, no such site, two files claiming
+    the name) is decided by :func:`load_sites`, so the answer and its message do not depend on the shortcut.
+    """
+    folder = Path(directory) if directory is not None else default_sites_dir()
+    try:
+        found = []
+        for file in _site_files(folder):
+            data = _read_site_file(file)
+            if _may_define(file, data, name):
+                try:
+                    site = _validated(file, data)
+                except SiteFileError:
+                    continue
+                if site.name == name:
+                    found.append(site)
+        if len(found) == 1:
+            return found[0]
+    except (OSError, SiteFileError):
+        pass
+    sites, errors = load_sites(folder)
+    if name not in sites:
+        problems = "\n".join(errors.values())
+        raise SiteFileError(name, f"site {name!r} cannot be loaded any more" + (f":\n{problems}" if problems else ""))
+    return sites[name]

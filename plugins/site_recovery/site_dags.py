@@ -11,14 +11,31 @@ import logging
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.providers.standard.operators.python import PythonOperator
-from airflow.sdk import DAG
+from airflow.sdk import DAG, Param
 
-from site_recovery.site import Site, load_sites
+if TYPE_CHECKING:
+    from site_recovery.site import Site
 
 log = logging.getLogger(__name__)
+
+#: The JSON Schema dialect the trigger forms' params declare (see :func:`form_param`).
+FORM_SCHEMA_DIALECT = "http://json-schema.org/draft-07/schema#"
+
+
+def form_param(default: Any, **schema: Any) -> Param:
+    """A trigger-form :class:`~airflow.sdk.Param` whose schema is JSON Schema draft 7.
+
+    Every task carries a copy of its DAG's params, and the dag-processor, serializing a task,
+    resolves each of them twice; resolving checks the param's schema against its dialect's
+    meta-schema. Against jsonschema's default dialect (2020-12, built on ``$dynamicRef``) a check
+    costs about four times what it costs against draft 7: serializing the deployment DAG (28 tasks,
+    2 params) takes about 45% less time with draft 7 (``bench/dag_parse.py``). The keywords the
+    forms use (type, items, enum, examples, minimum, maximum, minLength) mean the same in both.
+    """
+    return Param(default, **{"$schema": FORM_SCHEMA_DIALECT}, **schema)
 
 
 def slug(text: str) -> str:
@@ -28,7 +45,7 @@ def slug(text: str) -> str:
 
 def fail_broken_site_file(message: str) -> None:
     """The one task of a broken site file's DAG: fail with the validation message, no retry."""
-    from site_recovery.operators.deploy_common import DeploymentCheckFailed
+    from site_recovery.exceptions import DeploymentCheckFailed
 
     raise DeploymentCheckFailed(f"The site file cannot be used, so nothing was done:\n{message}")
 
@@ -49,6 +66,8 @@ def broken_site_dag(family: str, file_name: str, message: str, *, what: str, tag
 def publish(namespace: dict[str, Any], family: str, build: Callable[[Site], DAG], *, what: str, tags: list[str],
             default_args: dict[str, Any]) -> None:
     """Put one DAG per site file into ``namespace`` (a DAG file's ``globals()``)."""
+    from site_recovery.site import load_sites  # here, so a DAG file without site files never builds the model
+
     sites, errors = load_sites()
     for site in sites.values():
         namespace[site.dag_id(family)] = build(site)

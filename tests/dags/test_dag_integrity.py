@@ -63,3 +63,13 @@ def test_the_network_guard_would_catch_a_dag_that_calls_out(tmp_path, no_network
     )
     bag = DagBag(dag_folder=str(tmp_path))
     assert "network I/O while parsing DAGs" in next(iter(bag.import_errors.values()))
+
+
+def test_the_job_watch_waits_as_long_as_the_run_asks_on_the_default_connection(dagbag):
+    dag = dagbag.dags["asr_watch_job"]
+    assert dag.params["azure_conn_id"] == "azure_default"  # the hook's default, not the lab's connection
+    task = dag.get_task("wait_for_job")
+    assert task.timeout == 6 * 3600  # the form's default, until a run says otherwise
+    # ``timeout`` is no template field: the sensor's pre_execute hook takes it from the run's params.
+    task._pre_execute_hook({"task": task, "params": {"timeout_hours": 0.5}})
+    assert task.timeout == 1800
