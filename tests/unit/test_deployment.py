@@ -265,11 +265,13 @@ def test_fabric_sensor_pokes_the_vault_through_the_readers(site, monkeypatch):
     assert [sensor.poke({"params": {}}) for _ in range(3)] == [False, False, True]
 
 
-def test_fabric_sensor_does_not_wait_when_step_6_is_left_out(monkeypatch):
+def test_fabric_sensor_skips_when_step_6_is_left_out(monkeypatch):
+    from airflow.sdk.exceptions import AirflowSkipException
     from site_recovery import site as site_module
     from site_recovery.sensors.deploy import FabricConnectedSensor
 
     monkeypatch.setattr(site_module, "load_site_named", pytest.fail)
     sensor = FabricConnectedSensor(task_id="wait", site_name="lab", side="recovery")
 
-    assert sensor.poke({"params": {"steps": ["vault"]}}) is True
+    with pytest.raises(AirflowSkipException, match="source_and_target"):
+        sensor.poke({"params": {"steps": ["vault"]}})

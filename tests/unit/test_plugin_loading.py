@@ -21,7 +21,9 @@ DISTRIBUTION = "asr-site-recovery"
 
 #: what may be imported of the product once plugins are loaded: the package, the plugin entry, and
 #: the provider metadata (Airflow's configuration calls every ``get_provider_info`` on import)
-ALLOWED_PRODUCT_MODULES = {"site_recovery", "site_recovery.plugin", "site_recovery.provider_info"}
+#: and the typed records the plugin registers for XCom (with the vocabulary they are written in)
+ALLOWED_PRODUCT_MODULES = {"site_recovery", "site_recovery.plugin", "site_recovery.provider_info",
+                           "site_recovery.records", "site_recovery.vocabulary"}
 
 # How the scheduler, API server, triggerer and workers load plugins in 3.3.2: the plugins folder
 # (filtered by .airflowignore), then the `airflow.plugins` entry points, once per process.
@@ -84,6 +86,7 @@ def test_loading_plugins_imports_only_the_plugin_entry(tmp_path, ignore_syntax):
     assert not [name for name in found["loaded"] if name.split(".")[0] in ("azure", "cryptography")]
     assert product_modules(modules) <= ALLOWED_PRODUCT_MODULES, sorted(product_modules(modules))
     assert "site_recovery.plugin" in modules
+    assert "site_recovery.records" in modules  # on_load registered the records for XCom
 
 
 def test_site_recovery_is_imported_from_the_installed_distribution(tmp_path):
