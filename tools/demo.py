@@ -232,6 +232,16 @@ class AirflowApi(StackApi):
                 + (f"; needing attention: {', '.join(attention)}" if attention else "") + ".")
 
 
+
+def _unwrap(value):
+    """A record as the REST API returns XCom, in Airflow serde's form, back to its JSON fields."""
+    if isinstance(value, list):
+        return [_unwrap(item) for item in value]
+    if isinstance(value, dict) and "__classname__" in value:
+        return _unwrap(value.get("__data__"))
+    return value
+
+
 def _wait_for_airflow(proc: subprocess.Popen) -> None:
     deadline = time.monotonic() + AIRFLOW_START_TIMEOUT
     url = f"http://localhost:{UI_PORT}/api/v2/monitor/health"
@@ -261,12 +271,3 @@ def _admin_password(airflow_home: Path) -> str:
 
 if __name__ == "__main__":
     sys.exit(main())
-
-
-def _unwrap(value):
-    """A record as the REST API returns XCom, in Airflow serde's form, back to its JSON fields."""
-    if isinstance(value, list):
-        return [_unwrap(item) for item in value]
-    if isinstance(value, dict) and "__classname__" in value:
-        return _unwrap(value.get("__data__"))
-    return value
