@@ -8,20 +8,11 @@ deployment, enable-replication and drill DAGs use the same sensor for their own 
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
 
 from airflow.sdk import DAG
 
-from site_recovery.sensors.asr import AsrJobSensor
+from site_recovery.sensors.asr import AsrJobSensor, timeout_hours_from_params
 from site_recovery.site_dags import form_param
-
-
-def timeout_from_params(context: Any) -> None:
-    """``pre_execute`` of the sensor: its ``timeout`` (not a template field) from the run's ``timeout_hours``.
-
-    Runs on the worker before every attempt and every resume, before the sensor reads ``timeout``.
-    """
-    context["task"].timeout = timedelta(hours=float(context["params"]["timeout_hours"])).total_seconds()
 
 
 with DAG(
@@ -35,8 +26,8 @@ with DAG(
     params={
         # The ASR hook's default connection id, as for any Azure hook.
         "azure_conn_id": form_param("azure_default", type="string", minLength=1,
-                                    description="Airflow connection (type azure) for the subscription holding the "
-                                                "vault."),
+                                    description="Airflow connection (type azure_site_recovery) for the subscription "
+                                                "holding the vault."),
         "resource_group_name": form_param("", type="string", minLength=1,
                                           description="Resource group of the Recovery Services vault."),
         "vault_name": form_param("", type="string", minLength=1, description="Recovery Services vault name."),
@@ -55,5 +46,5 @@ with DAG(
         vault_name="{{ params.vault_name }}",
         job_name="{{ params.job_name }}",
         timeout=timedelta(hours=6).total_seconds(),  # the form's default; the run's timeout_hours replaces it
-        pre_execute=timeout_from_params,
+        pre_execute=timeout_hours_from_params,
     )

@@ -118,7 +118,8 @@ def read_vault(hook: AzureSiteRecoveryHook, site: Site, *, details: bool = True)
     view = VaultView(True, vault.location, getattr(vault.properties, "provisioning_state", None))
     for fabric in hook.list_fabrics(az.resource_group, az.vault_name):
         providers = hook.list_recovery_services_providers(az.resource_group, az.vault_name, fabric.name)
-        connected = any(p.properties and p.properties.connection_status == ProviderConnectionState.CONNECTED for p in providers)
+        connected = any(p.properties and p.properties.connection_status == ProviderConnectionState.CONNECTED
+                        for p in providers)
         fv = FabricView(fabric.name, _friendly(fabric), connected)
         if details:
             for container in hook.list_protection_containers(az.resource_group, az.vault_name, fabric.name):

@@ -74,7 +74,8 @@ def check_requested(requested: Iterable[str], clouds: Mapping[str, Iterable[str]
     if unknown:
         problems.append(f"not in any paired cloud ({', '.join(clouds)}): {', '.join(unknown)}")
     if excluded:
-        problems.append(f"excluded by the site file's scope: {', '.join(f'{n} ({known[n.casefold()]})' for n in excluded)}")
+        named = ", ".join(f"{n} ({known[n.casefold()]})" for n in excluded)
+        problems.append(f"excluded by the site file's scope: {named}")
     if problems:
         raise ScopeError("The run's vms parameter names VMs that cannot be protected by this DAG: "
                          + "; ".join(problems) + ". Allowed: " + (", ".join(sorted(in_scope)) or "none"))

@@ -224,8 +224,8 @@ class _Model(BaseModel):
 class AzureTarget(_Model):
     """Where the Recovery Services vault lives and which Airflow connection reaches Azure."""
 
-    conn_id: ConnId = Field(description="Airflow connection (type azure) for Resource Manager; it holds the "
-                                        "service principal's secret, so this file never does.")
+    conn_id: ConnId = Field(description="Airflow connection (type azure_site_recovery, or azure) for Resource "
+                                        "Manager; it holds the service principal's secret, so this file never does.")
     subscription_id: Guid = Field(description="Azure subscription of the vault.")
     resource_group: ResourceGroup = Field(description="Resource group of the vault (it must exist).")
     vault_name: VaultName = Field(description="Recovery Services vault; created in step 5 if missing.")

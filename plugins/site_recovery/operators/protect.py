@@ -37,7 +37,8 @@ class EnableProtectionOperator(VmOperator):
     def execute(self, context: Context) -> str | None:
         return self._admit(context, deadline=None)
 
-    def resume(self, context: Context, event: dict[str, Any] | None = None, deadline: float | None = None) -> str | None:
+    def resume(self, context: Context, event: dict[str, Any] | None = None,
+               deadline: float | None = None) -> str | None:
         from site_recovery.records import WaitEvent
 
         if not event:
@@ -110,7 +111,8 @@ class EnableProtectionOperator(VmOperator):
         az = site.azure
         if time.time() >= deadline:
             raise DeploymentCheckFailed(f"No initial replication slot freed up for VM {self.vm_target.vm!r} within "
-                                        f"{site.scope.initial_replication_timeout} (scope.initial_replication_timeout).")
+                                        f"{site.scope.initial_replication_timeout} "
+                                        "(scope.initial_replication_timeout).")
         self.defer(
             trigger=ReplicationSlotTrigger(
                 azure_conn_id=az.conn_id, resource_group_name=az.resource_group, vault_name=az.vault_name,

@@ -27,6 +27,14 @@ def default_deferrable() -> bool:
     return conf.getboolean("operators", "default_deferrable", fallback=False)
 
 
+def timeout_hours_from_params(context: Context) -> None:
+    """A sensor's ``pre_execute`` taking its ``timeout`` (not a template field) from the run's ``timeout_hours``.
+
+    Runs on the worker before every attempt and every resume, before the sensor reads ``timeout``.
+    """
+    context["task"].timeout = timedelta(hours=float(context["params"]["timeout_hours"])).total_seconds()
+
+
 def raise_for_event(event: WaitEvent) -> None:
     """Fail a wait by the reason its event gives: a timeout, a final failure, or an error worth a retry."""
     if event.reason is WaitReason.TIMED_OUT:
