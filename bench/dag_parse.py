@@ -16,6 +16,18 @@ file (round-robin, so a burst of load from elsewhere hits every file alike) and 
 ``PythonOperator`` from ``airflow.providers.standard``. Each file's median is reported in
 seconds and as a ratio to the reference's (goal: every ratio <= 1.5).
 
+A second figure separates what the product costs from what Airflow costs for a DAG of that size:
+each DAG file is also compared with its **same-shape** reference, a generated file that declares
+the same DAG params and as many ``PythonOperator`` tasks, and imports nothing of the product.
+Airflow copies a DAG's params into every task and, serializing a task, validates each copy
+against its JSON Schema, so a 28-task DAG with a trigger form costs several times the one-task
+file whatever its own code does.
+
+The product package is byte-compiled first, as ``pip install`` (the Dockerfile's install) leaves
+it: with ``PYTHONDONTWRITEBYTECODE`` set, or from an editable install, each forked parse would
+otherwise compile every product module from source, a cost a deployed dag-processor never pays.
+DAG files, the references included, are compiled from source on every parse.
+
 Run ``python bench/dag_parse.py`` (or ``bench/run.py --only dag-parse``, which also writes the
 figures to bench/results/latest.json). A DAG file with an import error, or one that yields no
 DAG, fails the run (exit status 1).
@@ -48,6 +60,26 @@ def hello():
 
 with DAG(dag_id="minimal_one_task", schedule=None):
     PythonOperator(task_id="hello", python_callable=hello)
+'''
+SHAPE_DAG = '''\
+"""Same shape as {name}: its DAG params, {tasks} PythonOperator tasks, nothing of the product."""
+
+import json
+
+from airflow.providers.standard.operators.python import PythonOperator
+from airflow.sdk import DAG, Param
+
+
+def hello():
+    print("hello")
+
+
+PARAMS = {{name: Param(spec.get("default"), description=spec.get("description"), **(spec.get("schema") or {{}}))
+          for name, spec in json.loads({params!r})}}
+
+with DAG(dag_id="same_shape_{stem}", schedule=None, params=PARAMS):
+    for number in range({tasks}):
+        PythonOperator(task_id=f"task_{{number}}", python_callable=hello)
 '''
 
 
@@ -95,10 +127,20 @@ def _child(path: str, bundle_path: str, out: int) -> None:
         "tasks": sum(len(d.data["dag"]["tasks"]) for d in result.serialized_dags) if result else 0,
         "import_errors": dict(result.import_errors or {}) if result else {},
         "modules": len(sys.modules),
+        "params": _plain_params(result.serialized_dags[0].data["dag"]) if result and result.serialized_dags else [],
     }
     data = json.dumps(figures, default=str).encode()
     while data:
         data = data[os.write(out, data):]
+
+
+def _plain_params(serialized_dag: dict) -> list[tuple[str, dict]]:
+    """The DAG params of a serialized DAG as plain JSON (default, description, schema), in order."""
+    from airflow.serialization.serialized_objects import BaseSerialization
+
+    return [(name, {key: BaseSerialization.deserialize(spec[key]) for key in ("default", "description", "schema")
+                    if spec.get(key) is not None})
+            for name, spec in serialized_dag.get("params", [])]
 
 
 def _fork_parse(path: str, bundle_path: str) -> dict:
@@ -154,19 +196,41 @@ def measure_in_this_process(files: list[tuple[str, str]], repeats: int) -> dict[
     for path, samples in runs.items():
         out[path] = {key: statistics.median(s[key] for s in samples) for key in ("wall_s", "cpu_s", "serialize_s")}
         out[path].update(dags=samples[-1]["dags"], tasks=samples[-1]["tasks"], modules=samples[-1]["modules"],
-                         wall_s_min=min(s["wall_s"] for s in samples))
+                         params=samples[-1]["params"], wall_s_min=min(s["wall_s"] for s in samples))
     return out
 
 
 # ------------------------------------------------------------------------------ the driver
-def dag_parse_times(repeats: int = 15, dags_folder: Path | None = None) -> dict:
-    """Parse figures of every DAG file of ``dags_folder`` (default dags/) and of the minimal DAG file.
+def _measure(files: list[tuple[str, str]], repeats: int, env: dict, workdir: Path) -> dict[str, dict]:
+    """Run the measuring parent, in a fresh interpreter, over ``files``; its figures per path."""
+    spec = workdir / "files.json"
+    spec.write_text(json.dumps({"files": files, "repeats": repeats}))
+    proc = subprocess.run([sys.executable, __file__, "--measure", str(spec)], env=env, capture_output=True, text=True)
+    if proc.returncode:
+        raise DagParseError(f"the parse benchmark failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}"
+                            f"{proc.stdout[-2000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
-    Runs the measuring parent in a fresh interpreter with its own ``AIRFLOW_HOME``. Raises
-    :class:`DagParseError` when a file does not parse cleanly.
+
+def byte_compile_product() -> None:
+    """Write the product package's bytecode, as ``pip install`` does for a regular install."""
+    import compileall
+
+    if not compileall.compile_dir(REPO / "plugins" / "site_recovery", quiet=1, workers=0):
+        raise DagParseError("the product package does not byte-compile")
+
+
+def dag_parse_times(repeats: int = 15, dags_folder: Path | None = None) -> dict:
+    """Parse figures of every DAG file of ``dags_folder`` (default dags/), the minimal DAG file and each
+    file's same-shape reference.
+
+    Runs the measuring parent in fresh interpreters with their own ``AIRFLOW_HOME``: first over the
+    minimal file and the DAG files (which tells each file's shape), then over the same-shape files.
+    Raises :class:`DagParseError` when a file does not parse cleanly.
     """
     dags_folder = Path(dags_folder or REPO / "dags").resolve()
     dag_files = sorted(p for p in dags_folder.glob("*.py") if not p.name.startswith("_"))
+    byte_compile_product()
     with tempfile.TemporaryDirectory(prefix="asr-dag-parse-") as tmp:
         reference = Path(tmp) / "reference"
         reference.mkdir()
@@ -176,18 +240,23 @@ def dag_parse_times(repeats: int = 15, dags_folder: Path | None = None) -> dict:
                "AIRFLOW__CORE__DAGS_FOLDER": str(dags_folder),
                "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
                "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO / "plugins"), os.environ.get("PYTHONPATH")]))}
-        spec = Path(tmp) / "files.json"
-        spec.write_text(json.dumps({"files": files, "repeats": repeats}))
-        proc = subprocess.run([sys.executable, __file__, "--measure", str(spec)], env=env, capture_output=True,
-                              text=True)
-        if proc.returncode:
-            raise DagParseError(f"the parse benchmark failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}"
-                                f"{proc.stdout[-2000:]}")
-        measured = json.loads(proc.stdout.strip().splitlines()[-1])
+        measured = _measure(files, repeats, env, Path(tmp))
+        shapes = Path(tmp) / "same_shape"
+        shapes.mkdir()
+        shape_of: dict[str, str] = {}
+        for path, m in list(measured.items())[1:]:
+            stem = Path(path).stem
+            shape = shapes / f"same_shape_{stem}.py"
+            shape.write_text(SHAPE_DAG.format(name=Path(path).name, stem=stem, tasks=m["tasks"],
+                                              params=json.dumps(m["params"])))
+            shape_of[path] = str(shape)
+        shaped = _measure([(str(reference / MINIMAL_NAME), str(reference))]
+                          + [(p, str(shapes)) for p in shape_of.values()], repeats, env, Path(tmp))
     base = measured.pop(files[0][0])
     figures: dict = {
         "method": "fork per parse from a parent with Airflow and every file's airflow.* imports pre-imported, "
-                  "gc frozen; timed: airflow.dag_processing.processor._parse_file (DagBag + serialization)",
+                  "gc frozen, product package byte-compiled; timed: airflow.dag_processing.processor._parse_file "
+                  "(DagBag + serialization)",
         "repeats": repeats,
         "goal_ratio": GOAL_RATIO,
         "minimal_dag_file": {"seconds": round(base["wall_s"], 4), "cpu_seconds": round(base["cpu_s"], 4),
@@ -195,14 +264,20 @@ def dag_parse_times(repeats: int = 15, dags_folder: Path | None = None) -> dict:
         "files": {},
     }
     for path, m in measured.items():
+        same = shaped[shape_of[path]]
         figures["files"][Path(path).name] = {
             "seconds": round(m["wall_s"], 4), "ratio": round(m["wall_s"] / base["wall_s"], 2),
             "cpu_seconds": round(m["cpu_s"], 4), "cpu_ratio": round(m["cpu_s"] / base["cpu_s"], 2),
             "serialize_seconds": round(m["serialize_s"], 4), "dags": m["dags"], "tasks": m["tasks"],
-            "modules_loaded": m["modules"] - base["modules"],
+            "params": len(m["params"]), "modules_loaded": m["modules"] - base["modules"],
+            "same_shape_seconds": round(same["wall_s"], 4),
+            "same_shape_ratio": round(same["wall_s"] / shaped[files[0][0]]["wall_s"], 2),
+            "ratio_to_same_shape": round(m["wall_s"] / same["wall_s"], 2),
         }
     figures["max_ratio"] = max((f["ratio"] for f in figures["files"].values()), default=None)
     figures["goal_met"] = figures["max_ratio"] is not None and figures["max_ratio"] <= GOAL_RATIO
+    figures["max_ratio_to_same_shape"] = max((f["ratio_to_same_shape"] for f in figures["files"].values()),
+                                             default=None)
     return figures
 
 
@@ -214,6 +289,9 @@ def summary(figures: dict) -> str:
         mark = "ok" if f["ratio"] <= figures["goal_ratio"] else "OVER GOAL"
         lines.append(f"  {name:32s} {f['seconds'] * 1000:7.1f} ms  ratio {f['ratio']:5.2f} (cpu {f['cpu_ratio']:5.2f})"
                      f"  {f['dags']} DAG(s), {f['tasks']} tasks, +{f['modules_loaded']} modules  {mark}")
+        lines.append(f"  {'':32s} same shape ({f['tasks']} tasks, {f['params']} params, no product code) "
+                     f"{f['same_shape_seconds'] * 1000:.1f} ms, ratio {f['same_shape_ratio']:.2f}; "
+                     f"file / same shape {f['ratio_to_same_shape']:.2f}")
     lines.append(f"  goal: every ratio <= {figures['goal_ratio']}: {'met' if figures['goal_met'] else 'NOT MET'}")
     return "\n".join(lines)
 

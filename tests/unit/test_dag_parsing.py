@@ -124,3 +124,19 @@ def test_the_dag_files_import_no_azure_sdk_and_read_no_state():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_parse_benchmark_measures_every_dag_file_against_both_references():
+    """``make bench``'s parse figures come out for every DAG file, with its same-shape reference."""
+    sys.path.insert(0, str(REPO))
+    try:
+        from bench.dag_parse import dag_parse_times
+    finally:
+        sys.path.remove(str(REPO))
+    figures = dag_parse_times(repeats=1)
+    assert set(figures["files"]) == {p.name for p in DAGS.glob("*.py") if not p.name.startswith("_")}
+    for name, f in figures["files"].items():
+        assert f["dags"] >= 1 and f["tasks"] >= 1, name
+        assert f["seconds"] > 0 and f["same_shape_seconds"] > 0, name
+        assert abs(f["ratio_to_same_shape"] - f["seconds"] / f["same_shape_seconds"]) <= 0.02, name
+    assert figures["files"]["asr_deploy.py"]["params"] == 2
