@@ -1,9 +1,10 @@
-"""Deploy Azure Site Recovery for each site file: steps 1-8, from an empty vault to paired clouds.
+"""Deploy Azure Site Recovery for each site file: steps 1-8, from an empty vault to paired clouds, and its plans.
 
 One DAG ``asr_deploy__<site>`` per file in include/sites. Every step ensures: it reads what is
 there, changes only what differs, and the summary says what changed. Re-run it at any time to
-check or repair a site. Wiring only: the steps live in site_recovery.tasks.deploy and
-site_recovery.tasks.deploy_onprem.
+check or repair a site. A site file with recovery plans gets a last step that creates or updates
+them (once their VMs are protected). Wiring only: the steps live in site_recovery.tasks.deploy,
+site_recovery.tasks.deploy_onprem and site_recovery.tasks.deploy_plans.
 """
 
 from __future__ import annotations
@@ -14,10 +15,12 @@ from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.sdk import DAG, TaskGroup, TriggerRule, chain
 
 from site_recovery.deployment import STEPS
+from site_recovery.sensors.asr import AsrJobsSensor
 from site_recovery.sensors.deploy import FabricConnectedSensor, OptionalAsrJobSensor
 from site_recovery.site_dags import form_param, publish, slug
 from site_recovery.tasks import deploy as az
 from site_recovery.tasks import deploy_onprem as onprem
+from site_recovery.tasks import deploy_plans
 
 DEFAULT_ARGS = {"owner": "dr-engineering", "retries": 3, "retry_delay": timedelta(seconds=30),
                 "retry_exponential_backoff": 2.0, "max_retry_delay": timedelta(minutes=10)}
@@ -39,6 +42,13 @@ def _job_wait(task_id: str, start_task_id: str, site, timeout: timedelta) -> Opt
         vault_name=site.azure.vault_name, poke_interval=15, timeout=timeout.total_seconds(),
         # The start task's record (a dict or a StepRecord: Jinja's [] falls back to the attribute), or none.
         job_name="{{ (ti.xcom_pull(task_ids='%s') or {'job_name': ''})['job_name'] or '' }}" % start_task_id)
+
+
+def _waits(site) -> dict:
+    """What every ASR job wait of the site needs: the connection, the vault, how often and how long."""
+    return {"azure_conn_id": site.azure.conn_id, "resource_group_name": site.azure.resource_group,
+            "vault_name": site.azure.vault_name, "poke_interval": 15,
+            "timeout": site.timeouts.asr_job.total_seconds()}
 
 
 def build(site) -> DAG:
@@ -93,17 +103,26 @@ def build(site) -> DAG:
                 pairing_starts.append(start)
                 policy_wait >> start >> _job_wait(f"wait_pair_{key}", start.operator.task_id, site,
                                                   site.timeouts.asr_job)
+        steps = [g1, g2, g3, g4, g5, g6, g7, g8]
+        plan_reporters = []
+        if site.recovery_plans:
+            with TaskGroup("recovery_plans") as g9:
+                ensure_plans = deploy_plans.ensure_recovery_plans(name)
+                ensure_plans >> AsrJobsSensor(task_id="wait_plans", job_names=ensure_plans["job_names"],
+                                              **_waits(site))
+            steps.append(g9)
+            plan_reporters.append(ensure_plans)
         # The summary reads the record of every task that reports one; taken from the tasks themselves
         # so a step added above cannot be left out of it.
         reporters = [plan, azure, *vmm.values(), networking, prepared, vault, *installs, agents, *mapping_starts,
-                     policy, *pairing_starts]
+                     policy, *pairing_starts, *plan_reporters]
         done = az.summary(name, [reporter.operator.task_id for reporter in reporters])
         # The summary runs whatever happened; this leaf keeps a failed step from passing as a successful run.
         complete = EmptyOperator(task_id="deployment_complete", trigger_rule=TriggerRule.NONE_FAILED)
-        chain(g1, g2, g3, g4, g5, g6, g7, g8, [done, complete])
+        chain(*steps, [done, complete])
         # A step the run leaves out shows skipped, and the steps after it still run (each checks what it
         # needs): a step's first tasks wait for the step before to end without failing, not to succeed.
-        for step in (g2, g3, g4, g5, g6, g7, g8):
+        for step in steps[1:]:
             for first in step.roots:
                 first.trigger_rule = TriggerRule.NONE_FAILED
         plan >> done

@@ -36,6 +36,8 @@ STEPS: dict[str, str] = {
     "source_and_target": "6. Source and target: install and register the ASR Provider on both VMM servers",
     "network_mapping": "7. Network mapping: map each production VM network to its DR network",
     "replication_policy_and_pairing": "8. Replication policy and pairing: ensure the policy, pair the clouds",
+    "recovery_plans": "Recovery plans: create or update each plan of the site file (boot groups, scripts, "
+                      "manual actions); report the vault's others",
 }
 SIDES = ("primary", "recovery")
 

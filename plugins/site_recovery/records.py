@@ -32,6 +32,8 @@ from site_recovery.vocabulary import (
     DrillOutcome,
     DrillPhase,
     DrillVerdict,
+    PlanActionKind,
+    PlanGroupType,
     ProtectionAction,
     ProtectionState,
     ReplicationHealth,
@@ -139,6 +141,15 @@ class JobTask(Record):
     start_time: UtcTime | None = None
     end_time: UtcTime | None = None
     duration_seconds: float | None = None
+    #: the task's details type: RecoveryPlanGroupTaskDetails, ScriptActionTaskDetails, ManualActionTaskDetails...
+    details_type: str | None = None
+    #: recovery plan group tasks: the group ("Failover", "1", "2"...) and the VMs it acts on
+    group_id: str | None = None
+    vms: list[str] = Field(default_factory=list)
+    #: script actions: what the script wrote; manual actions: the instructions and what the person observed
+    output: str | None = None
+    instructions: str | None = None
+    observation: str | None = None
 
     @property
     def label(self) -> str:
@@ -225,6 +236,8 @@ class ProtectedItemSummary(Record):
     """What the enable-replication and drill DAGs decide on for one protected VM."""
 
     name: str
+    #: the item's ARM id (a recovery plan names its VMs by it)
+    id: str | None = None
     vm: str | None = None
     protectable_item_id: str | None = None
     protection_state: OpenState | None = None
@@ -345,6 +358,47 @@ class ProtectionReportRow(Record):
     health: str
     last_replicated: str
     to_fix: str
+
+
+# --------------------------------------------------------------------------- recovery plans
+class PlanActionSummary(Record):
+    """One action of a recovery plan group as ASR holds it."""
+
+    name: str
+    kind: Annotated[PlanActionKind | str, Field(union_mode="left_to_right")]
+    failover_types: list[str] = Field(default_factory=list)
+    directions: list[str] = Field(default_factory=list)
+    #: scripts: path in the VMM library share, the side whose VMM runs it, ASR's timeout (ISO 8601)
+    path: str | None = None
+    side: str | None = None
+    timeout: str | None = None
+    #: manual actions: the instructions
+    instructions: str | None = None
+
+
+class PlanGroupSummary(Record):
+    """One group of a recovery plan: its protected items (ARM ids) and its start and end actions."""
+
+    group_type: Annotated[PlanGroupType | str, Field(union_mode="left_to_right")]
+    items: list[str] = Field(default_factory=list)
+    start_actions: list[PlanActionSummary] = Field(default_factory=list)
+    end_actions: list[PlanActionSummary] = Field(default_factory=list)
+
+
+class RecoveryPlanSummary(Record):
+    """A recovery plan as ASR holds it: what the deployment compares with the site file, and the drill runs."""
+
+    name: str
+    primary_fabric: str | None = None
+    recovery_fabric: str | None = None
+    groups: list[PlanGroupSummary] = Field(default_factory=list)
+    allowed_operations: list[OpenOperation] = Field(default_factory=list)
+    scenario_job: str | None = None
+    last_test_failover_time: UtcTime | None = None
+
+    @property
+    def boot_groups(self) -> list[PlanGroupSummary]:
+        return [g for g in self.groups if g.group_type == PlanGroupType.BOOT]
 
 
 # ------------------------------------------------------------------------------- deployment

@@ -550,6 +550,155 @@ class Timeouts(_Model):
                                                                        "a protected VM, free replication slots).")
 
 
+# ------------------------------------------------------------------------------ recovery plans
+#: ASR's limits for one recovery plan (recovery-plan-overview.md, site-recovery-create-recovery-plans.md)
+MAX_PLAN_VMS = 100
+MAX_PLAN_GROUPS = 7
+#: ASR stops a recovery plan script after 600 s (hyper-v-vmm-recovery-script.md)
+MAX_SCRIPT_TIMEOUT = timedelta(seconds=600)
+#: failover types and directions an action may apply to, as the site file writes them
+FAILOVER_TYPES = ("test", "planned", "unplanned")
+FAILOVER_DIRECTIONS = ("primary_to_recovery", "recovery_to_primary")
+
+PlanName = _text("1-64 letters, digits and hyphens, starting with a letter (ASR's recovery plan naming rule)",
+                 r"[A-Za-z][A-Za-z0-9-]{0,63}")
+ActionName = _text("1-128 characters without quotes, '$', '`' or control characters",
+                   r"(?! )[^\x00-\x1f\x7f\"'`$]{1,128}(?<! )")
+LibraryScript = _text(r"a .ps1 path relative to the VMM library share, starting with \ (e.g. "
+                      r"\RPScripts\Set-SqlAlias.ps1: the share \\<vmm>\MSSCVMMLibrary\RPScripts holds it)",
+                      r'\\(?:[^\\/:*?"<>|\x00-\x1f]+\\)*[^\\/:*?"<>|\x00-\x1f]+\.[pP][sS]1')
+AirflowUser = _text("an Airflow user name (letters, digits, '_', '.', '@' and '-')", r"[\w.@-]{1,256}")
+
+
+class PlanAction(_Model):
+    """One step before or after a group boots: a VMM library script, a manual action, or an Airflow-side check.
+
+    Scripts and manual actions are ASR's own recovery plan actions (the plan's job runs them);
+    a check is ours: a probe Airflow runs from the recovery VMM between groups, which ASR does
+    not offer.
+    """
+
+    kind: Literal["script", "manual", "check"] = Field(description="script: a VMM library script ASR runs; manual: "
+                                                                   "instructions a person carries out and confirms; "
+                                                                   "check: a probe Airflow runs between groups.")
+    name: ActionName = Field(description="The action's name in the plan (unique within the plan).")
+    path: LibraryScript | None = Field(None, description="script: path relative to the VMM library share; the "
+                                                         "script must exist in both sites' libraries.")
+    side: Literal["primary", "recovery"] | None = Field(None, description="script: which site's VMM server runs it.")
+    timeout: Duration | None = Field(None, description="script: at most 600s (ASR's limit; default 600s); manual: "
+                                                       "how long a person has to confirm (default 1h).")
+    instructions: str | None = Field(None, min_length=1, max_length=2000,
+                                     description="manual: what the person must do and confirm.")
+    approvers: list[AirflowUser] = Field([], description="manual: Airflow users who may confirm; empty = any user "
+                                                         "allowed to act on the DAG run.")
+    probe: Probe | None = Field(None, description="check: the probe (tcp or http), as in drill.probes; its vm "
+                                                  "must name a VM of the plan.")
+    failover_types: list[Literal["test", "planned", "unplanned"]] = Field(
+        list(FAILOVER_TYPES), min_length=1, description="script and manual: the failover types the action runs in.")
+    directions: list[Literal["primary_to_recovery", "recovery_to_primary"]] = Field(
+        list(FAILOVER_DIRECTIONS), min_length=1, description="script and manual: the failover directions it runs in.")
+
+    @model_validator(mode="after")
+    def _fields_of_kind(self) -> Self:
+        needs = {"script": ("path", "side"), "manual": ("instructions",), "check": ("probe",)}[self.kind]
+        unused = {"script": ("instructions", "approvers", "probe"), "manual": ("path", "side", "probe"),
+                  "check": ("path", "side", "timeout", "instructions", "approvers")}[self.kind]
+        problems = [((f,), f"is required when kind is {self.kind}") for f in needs if getattr(self, f) is None]
+        problems += [((f,), f"is not used when kind is {self.kind}") for f in unused if getattr(self, f)]
+        if self.kind == "script" and self.timeout is not None and self.timeout > MAX_SCRIPT_TIMEOUT:
+            problems.append((("timeout",), f"{_fmt(self.timeout)} is longer than ASR lets a recovery plan script "
+                                           f"run; allowed: at most {_fmt(MAX_SCRIPT_TIMEOUT)}"))
+        if self.kind == "check" and self.probe is not None and self.probe.vm is None:
+            problems.append((("probe", "vm"), "is required in a plan's check: name the VM of the plan it probes"))
+        for field in ("failover_types", "directions"):
+            values = getattr(self, field)
+            if len(set(values)) != len(values):
+                problems.append(((field,), "lists a value twice"))
+        if problems:
+            raise _Problems(problems)
+        return self
+
+    @property
+    def script_timeout(self) -> timedelta:
+        return self.timeout or MAX_SCRIPT_TIMEOUT
+
+    @property
+    def manual_timeout(self) -> timedelta:
+        return self.timeout or timedelta(hours=1)
+
+
+class PlanGroup(_Model):
+    """One boot group: its VMs start together, after every earlier group and its actions."""
+
+    group: _int(1, MAX_PLAN_GROUPS) = Field(description="The group's number: 1 boots first; groups are numbered "
+                                                        "1, 2, 3... in the order they are listed.")
+    vms: list[ObjectName] = Field(min_length=1, description="VM names (as in VMM) that boot in this group.")
+    pre: list[PlanAction] = Field([], description="Actions before the group's VMs start.")
+    post: list[PlanAction] = Field([], description="Actions after the group's VMs are up.")
+
+
+class RecoveryPlan(_Model):
+    """An application recovered as one: its VMs in ordered boot groups, with actions between them."""
+
+    name: PlanName = Field(description="The recovery plan's name in the vault.")
+    description: str = Field("", max_length=2000, description="Free text shown in the drill report.")
+    rto_target: Duration | None = Field(None, description="The plan's recovery time objective (drill start to the "
+                                                          "last group verified); default drill.rto_target.")
+    unattended: Literal["auto_confirm", "skip"] = Field("skip", description="What a scheduled (unattended) drill "
+                                                                            "does with the plan's manual actions: "
+                                                                            "confirm them itself (the report says "
+                                                                            "so) or skip the plan.")
+    groups: list[PlanGroup] = Field(min_length=1, description=f"Boot groups in order; at most {MAX_PLAN_GROUPS}.")
+
+    @model_validator(mode="after")
+    def _check_groups(self) -> Self:
+        p: list[tuple[tuple, str]] = []
+        if len(self.groups) > MAX_PLAN_GROUPS:
+            p.append((("groups",), f"has {len(self.groups)} groups; ASR allows at most {MAX_PLAN_GROUPS} per plan"))
+        for i, group in enumerate(self.groups):
+            if group.group != i + 1:
+                p.append((("groups", i, "group"), f"is {group.group} but this is group {i + 1} in order: number the "
+                          f"groups 1, 2, 3... without gaps, in the order they boot"))
+        vms = [(("groups", i, "vms", j), vm) for i, g in enumerate(self.groups) for j, vm in enumerate(g.vms)]
+        if len(vms) > MAX_PLAN_VMS:
+            p.append((("groups",), f"holds {len(vms)} VMs; ASR allows at most {MAX_PLAN_VMS} per plan"))
+        seen: dict[str, tuple] = {}
+        for loc, vm in vms:
+            if vm.casefold() in seen:
+                p.append((loc, f"{_show(vm)} is already in this plan at {_loc(seen[vm.casefold()])}; a VM boots in "
+                          "one group"))
+            seen.setdefault(vm.casefold(), loc)
+        names: dict[str, tuple] = {}
+        for i, group in enumerate(self.groups):
+            for when in ("pre", "post"):
+                for j, action in enumerate(getattr(group, when)):
+                    loc = ("groups", i, when, j)
+                    if action.name.casefold() in names:
+                        p.append((loc + ("name",), f"{_show(action.name)} is already an action of this plan at "
+                                  f"{_loc(names[action.name.casefold()])}"))
+                    names.setdefault(action.name.casefold(), loc)
+                    if action.kind == "check" and action.probe and action.probe.vm:
+                        wanted = action.probe.vm.casefold()
+                        booted = {vm.casefold() for g in self.groups[:i + 1] for vm in g.vms}
+                        if when == "pre":
+                            booted -= {vm.casefold() for vm in group.vms}
+                        if not any(fnmatchcase(vm, wanted) for vm in booted):
+                            p.append((loc + ("probe", "vm"), f"{_show(action.probe.vm)} names no VM that is up at "
+                                      f"this point of the plan (groups 1 to {i + 1 if when == 'post' else i})"))
+        if p:
+            raise _Problems(p)
+        return self
+
+    @property
+    def vms(self) -> list[str]:
+        """Every VM of the plan, in boot order."""
+        return [vm for group in self.groups for vm in group.vms]
+
+    @property
+    def has_manual_actions(self) -> bool:
+        return any(a.kind == "manual" for g in self.groups for a in (*g.pre, *g.post))
+
+
 def _first_seen(items: list, attr: str, loc: tuple, what: str) -> list[tuple[tuple, str]]:
     """A problem for each value of ``attr`` (case-insensitive) already used by an earlier item."""
     seen: dict[str, int] = {}
@@ -579,6 +728,31 @@ class Site(_Model):
     scope: Scope = Field(default_factory=Scope, description="VMs protected by step 9.")
     drill: Drill = Field(default_factory=Drill, description="Scheduled test failover (step 10).")
     timeouts: Timeouts = Field(default_factory=Timeouts, description="Waits of the deployment and drill DAGs.")
+    recovery_plans: list[RecoveryPlan] = Field([], description="Applications recovered as one, in boot groups; "
+                                                               "drills drill them as plans.")
+
+    def plan_of(self, vm: str) -> RecoveryPlan | None:
+        """The recovery plan VM ``vm`` belongs to (names case-insensitive), if any."""
+        wanted = vm.casefold()
+        return next((plan for plan in self.recovery_plans if wanted in {v.casefold() for v in plan.vms}), None)
+
+    def _check_recovery_plans(self) -> list[tuple[tuple, str]]:
+        """Plans across the site: unique names, a VM in one plan, every VM in the scope of a paired cloud."""
+        p = _first_seen(self.recovery_plans, "name", ("recovery_plans",), "names two plans")
+        owner: dict[str, tuple] = {}
+        for i, plan in enumerate(self.recovery_plans):
+            for g, group in enumerate(plan.groups):
+                for j, vm in enumerate(group.vms):
+                    loc = ("recovery_plans", i, "groups", g, "vms", j)
+                    first = owner.setdefault(vm.casefold(), loc)
+                    if first[1] != i:
+                        p.append((loc, f"{_show(vm)} is already in plan {self.recovery_plans[first[1]].name} "
+                                  f"({_loc(first)}); a VM belongs to at most one plan"))
+                    elif not any(self.scope.covers(rule.cloud, vm) for rule in self.scope.vms):
+                        clouds = ", ".join(rule.cloud for rule in self.scope.vms) or "none"
+                        p.append((loc, f"{_show(vm)} is not in the scope of any paired cloud (scope.vms covers: "
+                                  f"{clouds}); a plan holds only VMs this site protects"))
+        return p
 
     def dag_id(self, family: str) -> str:
         """The id of this site's DAG of ``family`` (``asr_deploy`` -> ``asr_deploy__lab``)."""
@@ -623,6 +797,7 @@ class Site(_Model):
                 p.append((("scope", "vms", i, "cloud"), f"{_show(rule.cloud)} is not a primary cloud in clouds; "
                           f"allowed: {', '.join(paired)}"))
         p += _first_seen(self.scope.vms, "cloud", ("scope", "vms"), "has two scope entries")
+        p += self._check_recovery_plans()
         every = self.replication_policy.copy_interval
         for field in ("rpo_target", "max_recovery_point_age"):
             value = getattr(self.drill, field)

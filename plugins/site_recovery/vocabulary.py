@@ -222,6 +222,10 @@ class DrillOutcome(StrEnum):
     PASSED = "passed"
     FAILED = "failed"
     SKIPPED = "skipped"
+    #: a recovery plan whose VMs are not all protected yet: created once enable replication has run
+    WAITING = "waiting for protection"
+    #: a resource ASR holds that the site file does not name: reported, never deleted
+    NOT_IN_SITE_FILE = "not in the site file"
 
 
 class DrillVerdict(StrEnum):
@@ -246,6 +250,44 @@ class DeployAction(StrEnum):
     CREATED = "created"
     UPDATED = "updated"
     SKIPPED = "skipped"
+
+
+class PlanGroupType(StrEnum):
+    """A recovery plan group's ``groupType``: ASR keeps a Shutdown and a Failover group before the Boot groups."""
+
+    SHUTDOWN = "Shutdown"
+    FAILOVER = "Failover"
+    BOOT = "Boot"
+
+
+class PlanActionKind(StrEnum):
+    """A recovery plan action's ``customDetails.instanceType``."""
+
+    SCRIPT = "ScriptActionDetails"
+    MANUAL = "ManualActionDetails"
+    RUNBOOK = "AutomationRunbookActionDetails"
+
+
+class PlanActionSide(StrEnum):
+    """Which site's VMM server runs a plan script (``fabricLocation``)."""
+
+    PRIMARY = "Primary"
+    RECOVERY = "Recovery"
+
+
+class FailoverType(StrEnum):
+    """The failover types a recovery plan action applies to (``failoverTypes``)."""
+
+    TEST = "TestFailover"
+    PLANNED = "PlannedFailover"
+    UNPLANNED = "UnplannedFailover"
+
+
+class FailoverDirection(StrEnum):
+    """``failoverDirection`` of a failover, and the ``failoverDirections`` a plan action applies to."""
+
+    PRIMARY_TO_RECOVERY = "PrimaryToRecovery"
+    RECOVERY_TO_PRIMARY = "RecoveryToPrimary"
 
 
 class ProviderConnectionState(StrEnum):

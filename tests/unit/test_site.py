@@ -257,6 +257,49 @@ RULES = [
       "drill.notifier.conn_id: is not used when kind is airflow_notifier"]),
     ("gate failure as a YAML boolean", [("drill.on_gate_failure", False)],
      ["drill.on_gate_failure: false is not allowed; allowed: skip, fail"]),
+    # recovery plans: ASR's rules and the estate's, each at its plan, group and field
+    ("plan of 8 groups", [("recovery_plans.1.groups", [{"group": n, "vms": [f"VM-{n}"]} for n in range(1, 9)])],
+     ["recovery_plans[1].groups[7].group: 8 is out of range; allowed: 1 to 7"]),
+    ("plan of 101 VMs", [("recovery_plans.1.groups.0.vms", [f"VM-{n:03}" for n in range(100)])],
+     ["recovery_plans[1].groups: holds 102 VMs; ASR allows at most 100 per plan"]),
+    ("group numbers with a gap", [("recovery_plans.0.groups.2.group", 4)],
+     ["recovery_plans[0].groups[2].group: is 4 but this is group 3 in order: number the groups 1, 2, 3... "
+      "without gaps"]),
+    ("VM in two plans", [("recovery_plans.1.groups.0.vms", ["FS-PRD-01", "sql-prd-01"])],
+     ["recovery_plans[1].groups[0].vms[1]: 'sql-prd-01' is already in plan order-portal "
+      "(recovery_plans[0].groups[0].vms[0]); a VM belongs to at most one plan"]),
+    ("VM twice in a plan", [("recovery_plans.0.groups.2.vms", ["WEB-PORTAL-01", "APP-ERP-01"])],
+     ["recovery_plans[0].groups[2].vms[1]: 'APP-ERP-01' is already in this plan at groups[1].vms[0]"]),
+    ("VM out of scope", [("scope.vms.0.include", ["SQL-*", "APP-*", "WEB-*", "FS-*"]),
+                         ("recovery_plans.1.groups.1.vms", ["PRINT-01", "JUMP-01"])],
+     ["recovery_plans[1].groups[1].vms[1]: 'JUMP-01' is not in the scope of any paired cloud"]),
+    ("two plans with one name", [("recovery_plans.1.name", "Order-Portal")],
+     ["recovery_plans[1].name: 'Order-Portal' names two plans (first at recovery_plans[0])"]),
+    ("plan name with a space", [("recovery_plans.0.name", "order portal")],
+     ["recovery_plans[0].name: 'order portal' is not allowed; expected 1-64 letters, digits and hyphens"]),
+    ("script longer than ASR allows", [("recovery_plans.0.groups.0.post.1.timeout", "11m")],
+     ["recovery_plans[0].groups[0].post[1].timeout: 11m is longer than ASR lets a recovery plan script run; "
+      "allowed: at most 10m"]),
+    ("script outside the library", [("recovery_plans.0.groups.0.post.1.path", "C:\\Scripts\\x.ps1")],
+     ["recovery_plans[0].groups[0].post[1].path: 'C:\\Scripts\\x.ps1' is not allowed; expected a .ps1 path "
+      "relative to the VMM library share"]),
+    ("script without side", [("recovery_plans.0.groups.0.post.1.side", ...)],
+     ["recovery_plans[0].groups[0].post[1].side: is required when kind is script"]),
+    ("manual action with a path", [("recovery_plans.0.groups.1.pre.0.path", "\\x.ps1")],
+     ["recovery_plans[0].groups[1].pre[0].path: is not used when kind is manual"]),
+    ("manual action without instructions", [("recovery_plans.0.groups.1.pre.0.instructions", ...)],
+     ["recovery_plans[0].groups[1].pre[0].instructions: is required when kind is manual"]),
+    ("check of a VM not yet up", [("recovery_plans.0.groups.0.post.0.probe.vm", "WEB-PORTAL-01")],
+     ["recovery_plans[0].groups[0].post[0].probe.vm: 'WEB-PORTAL-01' names no VM that is up at this point "
+      "of the plan (groups 1 to 1)"]),
+    ("action names twice", [("recovery_plans.0.groups.2.post.0.name", "Repoint ERP SQL alias")],
+     ["recovery_plans[0].groups[2].post[0].name: 'Repoint ERP SQL alias' is already an action of this plan at "
+      "groups[0].post[1]"]),
+    ("unknown failover type", [("recovery_plans.0.groups.1.pre.0.failover_types", ["test", "drill"])],
+     ["recovery_plans[0].groups[1].pre[0].failover_types[1]: 'drill' is not allowed; allowed: test, planned, "
+      "unplanned"]),
+    ("unattended as a boolean", [("recovery_plans.0.unattended", True)],
+     ["recovery_plans[0].unattended: true is not allowed; allowed: auto_confirm, skip"]),
 ]
 
 
@@ -288,14 +331,18 @@ def test_every_problem_is_listed_in_one_message(tmp_path):
                          "kwargs": {"to": "dr-team@meridianpack.nl", "smtp_conn_id": "smtp_default"}})],
     [("recovery_services_agent", {"install": True, "installer_path": "https://aka.ms/downloadmars"})],
     [("name", ...)],
-    [("scope", ...), ("drill", ...), ("timeouts", ...), ("network_mappings", ...), ("recovery_services_agent", ...)],
+    [("scope", ...), ("drill", ...), ("timeouts", ...), ("network_mappings", ...), ("recovery_services_agent", ...),
+     ("recovery_plans", ...)],
+    [("recovery_plans.0.groups.0.post.1.timeout", ...), ("recovery_plans.0.groups.1.pre.0.approvers", []),
+     ("recovery_plans.0.groups.0.post.1.failover_types", ["test"])],
 ])
 def test_valid_variations_load(tmp_path, changes):
     assert isinstance(load_site(write(tmp_path, mutate(*changes))), Site)
 
 
 def test_defaults_a_dr_engineer_can_rely_on(tmp_path):
-    site = load_site(write(tmp_path, mutate(("scope", ...), ("drill", ...), ("timeouts", ...), ("name", ...)),
+    site = load_site(write(tmp_path, mutate(("scope", ...), ("drill", ...), ("timeouts", ...), ("name", ...),
+                                            ("recovery_plans", ...)),
                            name="ams-rtm.yaml"))
     assert site.name == "ams-rtm"
     assert site.scope.vms == [] and not site.scope.covers("Gold-Prod", "SQL-PRD-01")

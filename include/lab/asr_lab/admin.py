@@ -134,6 +134,22 @@ def admin_routes(lab: "Lab", prefix: str) -> list[Route]:
         return JSONResponse({"vm_name": items[0]["vm_name"], "paused": paused,
                              "lag_seconds": lag_seconds if paused else None, "protected_items": items})
 
+    async def library_script(request: Request) -> Response:
+        """``{"vmm": fqdn, "path": "\\RPScripts\\x.ps1", "stderr": "text"}`` makes a VMM library script write
+        ``stderr`` (a recovery plan's script action then fails with it); ``"stderr": null`` restores it."""
+        body = await _json(request)
+        _only(body, {"vmm", "path", "stderr"})
+        if not isinstance(body.get("vmm"), str) or not isinstance(body.get("path"), str):
+            return JSONResponse({"error": "vmm and path are required (text)"}, status_code=400)
+        if body.get("stderr") is not None and not isinstance(body["stderr"], str):
+            return JSONResponse({"error": "stderr must be text or null"}, status_code=400)
+        try:
+            answer = lab.backend.set_failing_script(body["vmm"], body["path"], body.get("stderr"))
+        except LookupError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=404)
+        lab.save_now()
+        return JSONResponse(answer)
+
     async def reset(request: Request) -> Response:
         lab.reset()
         return Response(status_code=204)
@@ -150,6 +166,7 @@ def admin_routes(lab: "Lab", prefix: str) -> list[Route]:
         Route(f"{prefix}/winrm/{{fqdn}}/controls", guarded(winrm_controls), methods=["POST"]),
         Route(f"{prefix}/clock", guarded(clock), methods=["GET", "POST"]),
         Route(f"{prefix}/replication/{{vm_name}}", guarded(replication), methods=["POST"]),
+        Route(f"{prefix}/library-scripts", guarded(library_script), methods=["POST"]),
         Route(f"{prefix}/reset", guarded(reset), methods=["POST"]),
     ]
 

@@ -177,6 +177,11 @@ class LabClient:
             body["lag_seconds"] = lag_seconds
         return self._call("POST", f"/replication/{quote(vm_name, safe='')}", json=body)
 
+    # VMM library scripts (recovery plan script actions)
+    def set_library_script_error(self, vmm: str, path: str, stderr: str | None) -> dict:
+        """Make the library script ``path`` on VMM ``vmm`` write ``stderr`` (None: as the estate says)."""
+        return self._call("POST", "/library-scripts", json={"vmm": vmm, "path": path, "stderr": stderr})
+
     def reset(self) -> None:
         self._call("POST", "/reset")
         self.endpoints["time_scale"] = self.time_scale()

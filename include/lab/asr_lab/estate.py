@@ -209,12 +209,33 @@ class VirtualMachine(_Frozen):
         return errors
 
 
+class LibraryScript(_Frozen):
+    """A PowerShell script in the VMM library share, as a recovery plan's script action runs it.
+
+    ASR runs it on the VMM server as the VMM service account; anything written to STDERR fails
+    the action (hyper-v-vmm-recovery-script.md). The lab runs no PowerShell: ``output`` is what
+    the script writes, ``stderr`` what it writes to STDERR (non-empty: the action fails with it),
+    ``seconds`` how long it runs.
+    """
+
+    path: str = Field(pattern=r"^\\[^\\].*\.[pP][sS]1$")
+    output: str = ""
+    stderr: str = ""
+    seconds: float = Field(20.0, ge=0)
+
+
 class VmmServer(_Frozen):
     id: Guid
     fqdn: Fqdn
     version: str
     product: str
     service_account: str
+    #: scripts in the server's library share (MSSCVMMLibrary), by path relative to the share
+    library: list[LibraryScript] = Field(default_factory=list)
+
+    def library_script(self, path: str) -> LibraryScript | None:
+        """The script at ``path`` (relative to the library share; case-insensitive, as on Windows)."""
+        return next((s for s in self.library if s.path.casefold() == path.casefold()), None)
 
 
 class Site(_Frozen):

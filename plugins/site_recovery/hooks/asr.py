@@ -40,9 +40,12 @@ from site_recovery.records import (
     FailoverItem,
     JobSummary,
     JobTask,
+    PlanActionSummary,
+    PlanGroupSummary,
     ProtectableVm,
     ProtectedItemSummary,
     Record,
+    RecoveryPlanSummary,
 )
 from site_recovery.vocabulary import ProtectionState
 
@@ -328,6 +331,21 @@ def _checked(record: type[_R], what: str, build: Callable[[], _R]) -> _R:
         raise MalformedAsrAnswer(f"ASR answered with a malformed {what} ({record.__name__}): {problems}") from None
 
 
+def _task_details(task: Any) -> dict[str, Any]:
+    """What a recovery plan's job task says beyond its timings: its group and VMs, or its action."""
+    group = getattr(task, "group_task_custom_details", None)
+    if group is not None:
+        return {"details_type": group.instance_type, "group_id": getattr(group, "group_id", None),
+                "vms": [child.friendly_name for child in getattr(group, "child_tasks", None) or []
+                        if child.friendly_name]}
+    custom = getattr(task, "custom_details", None)
+    if custom is None:
+        return {}
+    return {"details_type": custom.instance_type, "output": getattr(custom, "output", None),
+            "instructions": getattr(custom, "instructions", None),
+            "observation": getattr(custom, "observation", None)}
+
+
 def summarize_job(job: Job | Mapping[str, Any]) -> JobSummary:
     """
     Read an ASR job (SDK model or its wire dict) into a :class:`JobSummary`.
@@ -348,7 +366,8 @@ def summarize_job(job: Job | Mapping[str, Any]) -> JobSummary:
         for task in props.tasks or []:
             start, end = _when(task.start_time), _when(task.end_time)
             tasks.append(JobTask(name=task.name, friendly_name=task.friendly_name, state=task.state,
-                                 start_time=start, end_time=end, duration_seconds=_duration(start, end)))
+                                 start_time=start, end_time=end, duration_seconds=_duration(start, end),
+                                 **_task_details(task)))
             errors += [error for error in _errors(task.errors) if error not in errors]
         start, end = _when(props.start_time), _when(props.end_time)
         return JobSummary(
@@ -402,7 +421,7 @@ def summarize_protected_item(item: Any) -> ProtectedItemSummary:
         scenario_name = getattr(scenario, "scenario_name", None)
         idle = scenario_name in (None, "None")
         return ProtectedItemSummary(
-            name=item.name, vm=props.friendly_name, protectable_item_id=props.protectable_item_id,
+            name=item.name, id=item.id, vm=props.friendly_name, protectable_item_id=props.protectable_item_id,
             protection_state=props.protection_state,
             protection_state_description=props.protection_state_description,
             replication_health=props.replication_health, health_errors=_health_errors(props.health_errors),
@@ -434,6 +453,42 @@ def summarize_protectable_item(item: Any) -> ProtectableVm:
         )
 
     return _checked(ProtectableVm, "protectable item", build)
+
+
+def _plan_action(action: Any) -> PlanActionSummary:
+    custom = action.custom_details
+    return PlanActionSummary(
+        name=action.action_name, kind=getattr(custom, "instance_type", None) or "",
+        failover_types=list(action.failover_types or []), directions=list(action.failover_directions or []),
+        path=getattr(custom, "path", None), side=getattr(custom, "fabric_location", None),
+        timeout=getattr(custom, "timeout", None), instructions=getattr(custom, "description", None))
+
+
+def summarize_recovery_plan(plan: Any) -> RecoveryPlanSummary:
+    """Read a recovery plan into a :class:`RecoveryPlanSummary` (groups in ASR's order, items by ARM id).
+
+    :raise MalformedAsrAnswer: The plan has no name or no properties, or a group or action lacks a field.
+    """
+
+    def build() -> RecoveryPlanSummary:
+        props = plan.properties
+        if props is None:
+            raise MalformedAsrAnswer(f"ASR answered with recovery plan {plan.name!r} without its properties.")
+        scenario = getattr(props, "current_scenario", None)
+        return RecoveryPlanSummary(
+            name=plan.name, primary_fabric=props.primary_fabric_id, recovery_fabric=props.recovery_fabric_id,
+            groups=[PlanGroupSummary(
+                group_type=group.group_type,
+                items=[item.id for item in group.replication_protected_items or [] if item.id],
+                start_actions=[_plan_action(a) for a in group.start_group_actions or []],
+                end_actions=[_plan_action(a) for a in group.end_group_actions or []],
+            ) for group in props.groups or []],
+            allowed_operations=list(props.allowed_operations or []),
+            scenario_job=_job_name_of(getattr(scenario, "job_id", None)) if scenario is not None else None,
+            last_test_failover_time=_when(getattr(props, "last_test_failover_time", None)),
+        )
+
+    return _checked(RecoveryPlanSummary, "recovery plan", build)
 
 
 class AzureSiteRecoveryHook(BaseHook):
@@ -690,6 +745,50 @@ class AzureSiteRecoveryHook(BaseHook):
         """Return one protected item, or None when the VM is not protected."""
         return _or_none(self.get_protected_item, resource_group_name, vault_name, fabric_name, container_name,
                         item_name)
+
+    # Recovery plans
+
+    def list_recovery_plans(self, resource_group_name: str, vault_name: str) -> list[RecoveryPlanSummary]:
+        """Return the vault's recovery plans."""
+        plans = self.connection.replication_recovery_plans.list(resource_group_name, vault_name)
+        return [summarize_recovery_plan(plan) for plan in plans]
+
+    def get_recovery_plan_or_none(self, resource_group_name: str, vault_name: str,
+                                  plan_name: str) -> RecoveryPlanSummary | None:
+        """Return one recovery plan, or None when the vault has no plan of that name."""
+        plan = _or_none(self.connection.replication_recovery_plans.get, resource_group_name, vault_name, plan_name)
+        return summarize_recovery_plan(plan) if plan is not None else None
+
+    def create_recovery_plan(self, resource_group_name: str, vault_name: str, plan_name: str,
+                             plan_input: Any) -> str | None:
+        """Start creating a recovery plan (``{"properties": {primaryFabricId, recoveryFabricId, groups}}``)."""
+        ops = self.connection.replication_recovery_plans
+        return self._start(ops.begin_create, resource_group_name, vault_name, plan_name, plan_input)
+
+    def update_recovery_plan(self, resource_group_name: str, vault_name: str, plan_name: str,
+                             update_input: Any) -> str | None:
+        """Start replacing a recovery plan's groups (PATCH ``{"properties": {"groups": [...]}}``)."""
+        ops = self.connection.replication_recovery_plans
+        return self._start(ops.begin_update, resource_group_name, vault_name, plan_name, update_input)
+
+    def recovery_plan_test_failover(self, resource_group_name: str, vault_name: str, plan_name: str,
+                                    failover_input: Any) -> str | None:
+        """Start a recovery plan's test failover (one job for every group); return the ASR job name."""
+        ops = self.connection.replication_recovery_plans
+        return self._start(ops.begin_test_failover, resource_group_name, vault_name, plan_name, failover_input)
+
+    def recovery_plan_test_failover_cleanup(self, resource_group_name: str, vault_name: str, plan_name: str,
+                                            cleanup_input: Any) -> str | None:
+        """Start cleaning up a recovery plan's test failover; return the ASR job name."""
+        ops = self.connection.replication_recovery_plans
+        return self._start(ops.begin_test_failover_cleanup, resource_group_name, vault_name, plan_name,
+                           cleanup_input)
+
+    def resume_job(self, resource_group_name: str, vault_name: str, job_name: str, comments: str) -> str:
+        """Resume a job suspended on a recovery plan's manual action, with a comment; return the job name."""
+        ops = self.connection.replication_jobs
+        body = {"properties": {"comments": comments}}
+        return self._start(ops.begin_resume, resource_group_name, vault_name, job_name, body) or job_name
 
     # Vault, fabrics and their clouds, networks, mappings and policies (reads and set-up)
 

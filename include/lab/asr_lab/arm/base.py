@@ -62,7 +62,7 @@ class BackendCore:
         #: page sizes of list answers; small for protectable items so paging is exercised
         self.page_size = 100
         self.protectable_page_size = 5
-        self.runner = JobRunner(clock, self._job_lookup, self._job_event)
+        self.runner = JobRunner(clock, self._job_lookup, self._job_event, self._task_error)
 
     # -- bookkeeping ----------------------------------------------------------------------
 
@@ -152,6 +152,10 @@ class BackendCore:
             vault = self.state.vaults[job.vault]
             getattr(self, handler)(vault, job, event, index)
         self._touch()
+
+    def _task_error(self, job: Job, index: int) -> dict | None:
+        """Whether task ``index`` of ``job`` failed on its own as it ends; families with such tasks override it."""
+        return None
 
     def running_job(self, vault: Vault, name: str | None) -> Job | None:
         if not name:

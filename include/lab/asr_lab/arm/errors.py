@@ -258,6 +258,28 @@ class AsrErrors:
         "{reason}",
         "Correct the parameter and retry the operation.",
     )
+    #: Representative code: a recovery plan's definition breaks one of ASR's rules.
+    INVALID_RECOVERY_PLAN = AsrErrorSpec(
+        "25120",
+        "The recovery plan '{plan}' couldn't be saved.",
+        "{reason}",
+        "Correct the recovery plan definition and retry the operation.",
+    )
+    #: Representative code: an operation the recovery plan does not allow now.
+    PLAN_OPERATION_NOT_ALLOWED = AsrErrorSpec(
+        "25121",
+        "The operation '{operation}' isn't allowed on the recovery plan '{plan}'.",
+        "{reason}",
+        "Complete or clean up the pending operation on the recovery plan, then retry.",
+    )
+    #: hyper-v-vmm-recovery-script.md: a script that writes to STDERR, or is missing from a library, fails.
+    SCRIPT_FAILED = AsrErrorSpec(
+        "28112",
+        "The script '{path}' of the recovery plan action '{action}' failed on '{vmm}'.",
+        "{reason}",
+        "Correct the script in the VMM library of both sites (it must write nothing to STDERR and finish "
+        "within the action's timeout), then retry the operation.",
+    )
     #: Representative code.
     JOB_ACTION_NOT_ALLOWED = AsrErrorSpec(
         "562",

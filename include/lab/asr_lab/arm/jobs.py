@@ -46,6 +46,12 @@ class Task:
     start_time: datetime | None = None
     end_time: datetime | None = None
     errors: list[dict] = field(default_factory=list)
+    #: the task's customDetails beyond its instanceType (a recovery plan's group, script or manual action)
+    details: dict[str, Any] = field(default_factory=dict)
+    #: a task that waits for a person: the job suspends when it is reached, until resumed
+    manual: bool = False
+    #: group task of a recovery plan: the per-VM child tasks (wire form)
+    children: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -131,12 +137,16 @@ def new_job(
     durations: dict[int, float] | None = None,
     skip: Iterable[int] = (),
     client_request_id: str | None = None,
+    tasks: list[Task] | None = None,
 ) -> Job:
-    """Build a job of a catalogued scenario; it does not run until ``JobRunner.start``."""
+    """Build a job of a catalogued scenario; it does not run until ``JobRunner.start``.
+
+    ``tasks`` replaces the scenario's own (a recovery plan's job is built from the plan).
+    """
     scenario = SCENARIOS[kind]
     skipped = set(skip)
-    tasks = []
-    for i, spec in enumerate(scenario.tasks):
+    tasks = list(tasks) if tasks is not None else []
+    for i, spec in enumerate(() if tasks else scenario.tasks):
         tasks.append(Task(
             task_id=spec.task_id or str(uuid.uuid4()),
             name=spec.name,
@@ -194,10 +204,13 @@ class JobRunner:
     realistic timeline however late the lab is read.
     """
 
-    def __init__(self, clock: Clock, lookup: Callable[[str, str], Job | None], on_event: JobEventHandler) -> None:
+    def __init__(self, clock: Clock, lookup: Callable[[str, str], Job | None], on_event: JobEventHandler,
+                 task_error: Callable[[Job, int], dict | None] | None = None) -> None:
         self.clock = clock
         self._lookup = lookup
         self._on_event = on_event
+        #: asked as a task ends whether it failed on its own (a recovery plan's script): the error, or None
+        self._task_error = task_error
         self._heap: list[tuple[float, int, str, str]] = []
         self._seq = 0
 
@@ -258,6 +271,12 @@ class JobRunner:
             return
         task = job.tasks[job.current]
         task.state, task.state_description, task.start_time = "InProgress", "InProgress", at
+        if task.manual:
+            # A manual action: the job waits, with no due instant, until someone resumes it.
+            task.state, task.state_description = "Suspended", "WaitingForManualAction"
+            job.state, job.state_description = "Suspended", "WaitingForManualAction"
+            self._on_event(job, "suspended", job.current)
+            return
         job.due = at + self.clock.duration(task.seconds)
         self.reschedule(job)
 
@@ -291,6 +310,10 @@ class JobRunner:
                 job.current += 1
                 self._enter_task(job, at)
                 return
+        error = self._task_error(job, job.current) if self._task_error is not None else None
+        if error is not None:
+            self._finish_abnormally(job, at, "Failed", error=error)
+            return
         task.state, task.state_description, task.end_time = "Succeeded", "Completed", at
         self._on_event(job, "task_done", job.current)
         job.current += 1

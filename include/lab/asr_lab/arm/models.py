@@ -24,7 +24,7 @@ from ..estate import Estate
 from .errors import AsrError, AsrErrors, ResourceNotFound
 from .faults import parse_fault
 from .jobs import Job
-from .protection import ProtectionOperations
+from .plans import RecoveryPlanOperations
 from .naming import iso_seconds
 from .state import Fabric, LabState, Operation, Vault, dump_state, load_state
 from .vaults import VaultOperations
@@ -53,7 +53,7 @@ def _remember_request(verb: Callable) -> Callable:
     return wrapper
 
 
-class ArmBackend(ProtectionOperations, VaultOperations):
+class ArmBackend(RecoveryPlanOperations, VaultOperations):
     """State and verbs of one lab's ARM + Recovery Services + Site Recovery control plane.
 
     :param estate: the emulated company (subscription, resource groups, VMM sites).
@@ -187,7 +187,10 @@ class ArmBackend(ProtectionOperations, VaultOperations):
         if job.state != "Suspended":
             raise AsrError(AsrErrors.JOB_ACTION_NOT_ALLOWED, job=job.name, action="resumed", state=job.state)
         comments = ((body or {}).get("properties") or {}).get("comments")
-        if comments:
+        task = job.tasks[job.current]
+        if task.manual:  # a recovery plan's manual action: the comment is what the person observed
+            task.details["observation"] = comments or None
+        elif comments:
             job.details.setdefault("resumeComments", comments)
         self.runner.resume(job, self.now())
         self._touch()

@@ -287,6 +287,8 @@ def _render_target(ctx: Ctx, vault: Vault, target: str) -> dict[str, Any]:
         return views.network_mapping_json(b, vault, b.get_network_mapping(vault, *names))
     if kinds == ["replicationfabrics", "replicationprotectioncontainers", "replicationprotecteditems"]:
         return views.protected_item_json(b, vault, b.get_protected_item(vault, *names), b.now())
+    if kinds == ["replicationrecoveryplans"]:
+        return views.recovery_plan_json(b, vault, b.get_recovery_plan(vault, names[0]))
     raise UnknownRoute("GET", target)
 
 
@@ -555,6 +557,55 @@ def protected_item_action(ctx: Ctx) -> Reply:
 def purge_protected_item(ctx: Ctx) -> Reply:
     vault = ctx.vault()
     return accepted(ctx, vault, ctx.backend.purge_protection(vault, *_item_args(ctx)))
+
+
+# -- recovery plans ------------------------------------------------------------------------
+
+_RP = _V + r"/replicationRecoveryPlans/(?P<plan>[^/]+)"
+
+
+@route("GET", _V + r"/replicationRecoveryPlans")
+def list_recovery_plans(ctx: Ctx) -> Reply:
+    vault = ctx.vault()
+    plans = ctx.backend.list_recovery_plans(vault)
+    return listing(ctx, plans, lambda plan: views.recovery_plan_json(ctx.backend, vault, plan))
+
+
+@route("GET", _RP)
+def get_recovery_plan(ctx: Ctx) -> Reply:
+    vault = ctx.vault()
+    return ok(views.recovery_plan_json(ctx.backend, vault, ctx.backend.get_recovery_plan(vault, ctx.p["plan"])))
+
+
+@route("PUT", _RP)
+def put_recovery_plan(ctx: Ctx) -> Reply:
+    vault = ctx.vault()
+    return accepted(ctx, vault, ctx.backend.create_recovery_plan(vault, ctx.p["plan"], ctx.body))
+
+
+@route("PATCH", _RP)
+def patch_recovery_plan(ctx: Ctx) -> Reply:
+    vault = ctx.vault()
+    return accepted(ctx, vault, ctx.backend.update_recovery_plan(vault, ctx.p["plan"], ctx.body))
+
+
+@route("DELETE", _RP)
+def delete_recovery_plan(ctx: Ctx) -> Reply:
+    vault = ctx.vault()
+    return accepted(ctx, vault, ctx.backend.delete_recovery_plan(vault, ctx.p["plan"]))
+
+
+_PLAN_ACTIONS: dict[str, Callable[[ArmBackend, Vault, Ctx], Job]] = {
+    "testfailover": lambda b, v, c: b.plan_test_failover(v, c.p["plan"], c.body),
+    "testfailovercleanup": lambda b, v, c: b.plan_test_failover_cleanup(v, c.p["plan"], c.body),
+}
+
+
+@route("POST", _RP + r"/(?P<action>testFailover|testFailoverCleanup)")
+def recovery_plan_action(ctx: Ctx) -> Reply:
+    vault = ctx.vault()
+    job = _PLAN_ACTIONS[ctx.p["action"].lower()](ctx.backend, vault, ctx)
+    return accepted(ctx, vault, job)
 
 
 # -- dispatch ---------------------------------------------------------------------------------

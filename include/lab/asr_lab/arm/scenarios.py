@@ -175,4 +175,29 @@ SCENARIOS: dict[str, Scenario] = {
         "DisableDr", "Disable replication", "ProtectionEntity", "AsrJobDetails", "inferred (purge = forced removal)",
         ("", "PurgeProtectedItem", "Remove the replicated item", 5),
     ),
+    # Recovery plans: a plan's test failover is one job whose tasks the plan's groups and actions
+    # make (plans.py builds them); the entries here give names and types only.
+    "CreateRecoveryPlan": _s(
+        "CreateRecoveryPlan", "Create recovery plan", "RecoveryPlan", "AsrJobDetails",
+        "inferred (recovery plan LROs answer 202 with a job: terraform-provider-azurerm#21963)",
+        ("CreateRecoveryPlanTask", "CreateRecoveryPlan", "Create the recovery plan", 4),
+    ),
+    "UpdateRecoveryPlan": _s(
+        "UpdateRecoveryPlan", "Update recovery plan", "RecoveryPlan", "AsrJobDetails", "inferred",
+        ("UpdateRecoveryPlanTask", "UpdateRecoveryPlan", "Update the recovery plan", 4),
+    ),
+    "DeleteRecoveryPlan": _s(
+        "DeleteRecoveryPlan", "Delete recovery plan", "RecoveryPlan", "AsrJobDetails",
+        "scenario name recorded (ReplicationJobs_List); task inferred",
+        ("DeleteRecoveryPlanTask", "DeleteRecoveryPlan", "Delete the recovery plan", 3),
+    ),
+    "RecoveryPlanTestFailover": _s(
+        "TestFailover", "Test failover", "RecoveryPlan", "TestFailoverJobDetails",
+        "scenario recorded for plans (Resume-AzureSiteRecoveryJob.md: 'Recovery plan preflight checks', "
+        "'Create test environment', per-group tasks); the tasks are built from the plan",
+    ),
+    "RecoveryPlanTestFailoverCleanup": _s(
+        "TestFailoverCleanup", "Cleanup test failover", "RecoveryPlan", "TestFailoverJobDetails",
+        "inferred from the item-level cleanup; the tasks are built from the plan",
+    ),
 }

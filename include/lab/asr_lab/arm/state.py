@@ -159,6 +159,24 @@ class Operation:
 
 
 @dataclass
+class RecoveryPlan:
+    """A recovery plan: its groups as the service normalises them (Shutdown, Failover, Boot...)."""
+
+    name: str
+    primary_fabric: str
+    recovery_fabric: str
+    failover_deployment_model: str
+    #: wire groups: groupType, replicationProtectedItems [{id, virtualMachineId}], start/endGroupActions
+    groups: list[dict[str, Any]]
+    created: datetime
+    current_scenario: str = "None"
+    scenario_job: str | None = None
+    last_test_failover: datetime | None = None
+    #: the Boot groups' items are waiting for a test failover cleanup
+    test_failover_pending: bool = False
+
+
+@dataclass
 class Vault:
     id: str
     subscription: str
@@ -181,6 +199,7 @@ class Vault:
     protected_items: dict[str, ProtectedItem] = field(default_factory=dict)
     jobs: dict[str, Job] = field(default_factory=dict)
     operations: dict[str, Operation] = field(default_factory=dict)
+    recovery_plans: dict[str, RecoveryPlan] = field(default_factory=dict)
 
 
 @dataclass
@@ -188,6 +207,8 @@ class LabState:
     vaults: dict[str, Vault] = field(default_factory=dict)
     faults: list[JobFault] = field(default_factory=list)
     fault_seq: int = 0
+    #: library scripts made to fail (lab admin control): "<vmm fqdn>|<path, lower-case>" -> STDERR text
+    failing_scripts: dict[str, str] = field(default_factory=dict)
 
 
 STATE_ADAPTER: TypeAdapter[LabState] = TypeAdapter(LabState)

@@ -18,7 +18,7 @@ from .jobs import NOT_SET, Job
 from .naming import derived_guid, iso, iso_seconds
 from .policies import normalised_details
 from .state import (Certificate, ContainerMapping, ExtendedInfo, Fabric, NetworkMapping, Operation, Policy,
-                    ProtectedItem, Vault)
+                    ProtectedItem, RecoveryPlan, Vault)
 
 if TYPE_CHECKING:
     from ..estate import VirtualMachine
@@ -196,6 +196,34 @@ def policy_json(b: ArmBackend, vault: Vault, policy: Policy) -> dict[str, Any]:
             "properties": {"friendlyName": policy.name, "providerSpecificDetails": normalised_details(policy)}}
 
 
+def recovery_plan_json(b: ArmBackend, vault: Vault, plan: RecoveryPlan) -> dict[str, Any]:
+    """A recovery plan as the service reads it back: normalised groups, fabrics named, scenario state."""
+    primary, recovery = vault.fabrics.get(plan.primary_fabric), vault.fabrics.get(plan.recovery_fabric)
+    running = b.running_job(vault, plan.scenario_job)
+    props: dict[str, Any] = {
+        "friendlyName": plan.name,
+        "primaryFabricId": b.asr_id(vault, f"replicationFabrics/{plan.primary_fabric}"),
+        "primaryFabricFriendlyName": primary.vmm_fqdn if primary else "",
+        "recoveryFabricId": b.asr_id(vault, f"replicationFabrics/{plan.recovery_fabric}"),
+        "recoveryFabricFriendlyName": recovery.vmm_fqdn if recovery else "",
+        "failoverDeploymentModel": plan.failover_deployment_model,
+        "replicationProviders": ["HyperVReplica2012R2"],
+        "allowedOperations": b.plan_allowed_operations(vault, plan),
+        "currentScenario": {"scenarioName": running.scenario_name, "jobId": b.asr_id(vault, f"replicationJobs/"
+                                                                                             f"{running.name}"),
+                            "startTime": iso(running.start_time)} if running else None,
+        "currentScenarioStatus": running.state if running else None,
+        "currentScenarioStatusDescription": running.state_description if running else None,
+        "groups": [dict(g) for g in plan.groups],
+        "providerSpecificDetails": [],
+    }
+    if plan.last_test_failover is not None:
+        props["lastTestFailoverTime"] = iso(plan.last_test_failover)
+    return {"id": b.asr_id(vault, f"replicationRecoveryPlans/{plan.name}"), "name": plan.name,
+            "type": "Microsoft.RecoveryServices/vaults/replicationRecoveryPlans", "location": None,
+            "properties": props}
+
+
 def container_mapping_json(b: ArmBackend, vault: Vault, m: ContainerMapping) -> dict[str, Any]:
     source, target = b.estate.cloud(m.container), b.estate.cloud(m.target_container)
     policy = vault.policies.get(m.policy)
@@ -336,16 +364,47 @@ def _nic(b: ArmBackend, vault: Vault, item: ProtectedItem, nic) -> dict[str, Any
 
 # -- jobs and async operations ------------------------------------------------------------
 
+#: what the lab keeps on a plan's action task for itself, never on the wire
+_INTERNAL_TASK_DETAILS = frozenset({"vmm", "timeoutSeconds", "group"})
+
+
+def _child_task_json(parent, child: dict[str, Any]) -> dict[str, Any]:
+    """A VM's task inside a recovery plan group: it runs in parallel with its siblings, as long as the group."""
+    return {
+        "taskId": derived_guid(parent.task_id, child["item"]), "name": parent.name,
+        "startTime": iso(parent.start_time) if parent.start_time else NOT_SET,
+        "endTime": iso(parent.end_time) if parent.end_time else NOT_SET,
+        "allowedActions": [], "friendlyName": child["name"], "state": parent.state,
+        "stateDescription": parent.state_description, "taskType": "TaskDetails",
+        "customDetails": {"instanceType": "VirtualMachineTaskDetails", "skippedReason": None,
+                          "skippedReasonString": None, "jobTask": {"jobId": None, "jobFriendlyName": None},
+                          "virtualMachineId": child["vmId"]},
+        "groupTaskCustomDetails": None, "errors": [],
+    }
+
+
 def _task_json(task) -> dict[str, Any]:
     group = task.task_type == "GroupTaskDetails"
+    if group:
+        return {
+            "taskId": task.task_id, "name": task.name,
+            "startTime": iso(task.start_time) if task.start_time else NOT_SET,
+            "endTime": iso(task.end_time) if task.end_time else NOT_SET,
+            "allowedActions": [], "friendlyName": task.friendly_name, "state": task.state,
+            "stateDescription": task.state_description, "taskType": task.task_type, "customDetails": None,
+            "groupTaskCustomDetails": {"instanceType": "GroupTaskDetails", **task.details,
+                                       "childTasks": [_child_task_json(task, c) for c in task.children]},
+            "errors": list(task.errors),
+        }
+    details = {k: v for k, v in task.details.items() if k not in _INTERNAL_TASK_DETAILS}
     return {
         "taskId": task.task_id, "name": task.name,
         "startTime": iso(task.start_time) if task.start_time else NOT_SET,
         "endTime": iso(task.end_time) if task.end_time else NOT_SET,
         "allowedActions": [], "friendlyName": task.friendly_name, "state": task.state,
         "stateDescription": task.state_description, "taskType": task.task_type,
-        "customDetails": None if group else {"instanceType": "TaskDetails"},
-        "groupTaskCustomDetails": {"instanceType": "GroupTaskDetails", "childTasks": []} if group else None,
+        "customDetails": details or {"instanceType": "TaskDetails"},
+        "groupTaskCustomDetails": None,
         "errors": list(task.errors),
     }
 
