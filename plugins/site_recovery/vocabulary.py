@@ -222,10 +222,6 @@ class DrillOutcome(StrEnum):
     PASSED = "passed"
     FAILED = "failed"
     SKIPPED = "skipped"
-    #: a recovery plan whose VMs are not all protected yet: created once enable replication has run
-    WAITING = "waiting for protection"
-    #: a resource ASR holds that the site file does not name: reported, never deleted
-    NOT_IN_SITE_FILE = "not in the site file"
 
 
 class DrillVerdict(StrEnum):
@@ -250,6 +246,10 @@ class DeployAction(StrEnum):
     CREATED = "created"
     UPDATED = "updated"
     SKIPPED = "skipped"
+    #: a recovery plan whose VMs are not all protected yet: created once enable replication has run
+    WAITING = "waiting for protection"
+    #: a resource ASR holds that the site file does not name: reported, never deleted
+    NOT_IN_SITE_FILE = "not in the site file"
 
 
 class PlanGroupType(StrEnum):
