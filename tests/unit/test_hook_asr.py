@@ -191,6 +191,11 @@ def job_dict(state="InProgress", **properties):
     }
 
 
+#: what a task that is no recovery plan group or action says beyond its timings
+PLAIN_TASK = {"details_type": None, "group_id": None, "vms": [], "output": None, "instructions": None,
+              "observation": None}
+
+
 def test_summarize_running_job_treats_placeholder_times_as_unset():
     summary = summarize_job(Job(job_dict())).to_json()
 
@@ -214,6 +219,7 @@ def test_summarize_running_job_treats_placeholder_times_as_unset():
                 "start_time": "2021-03-24T10:00:01Z",
                 "end_time": "2021-03-24T10:00:31.500000Z",
                 "duration_seconds": 30.5,
+                **PLAIN_TASK, "details_type": "TaskDetails",
             },
             {
                 "name": "VmTfoInitiateFailover",
@@ -222,6 +228,7 @@ def test_summarize_running_job_treats_placeholder_times_as_unset():
                 "start_time": None,
                 "end_time": None,
                 "duration_seconds": None,
+                **PLAIN_TASK,
             },
         ],
         "errors": [],
