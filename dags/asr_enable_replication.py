@@ -5,10 +5,11 @@ the site's paired clouds and the VMs its scope names; each VM to protect gets on
 group, labelled with its name: enable (when a slot on the WAN link is free), wait for the
 EnableDr job, wait for initial replication to complete with healthy delta replication.
 Waiting happens in the triggerer, so a VM replicating for hours holds no worker slot. The
-report at the end says where every VM in scope stands. Re-run it at any time: it starts
+report at the end says where every VM in scope stands; the site file's recovery plans are then
+created or updated, each once all its VMs are protected. Re-run it at any time: it starts
 nothing for VMs already protected and waits on enables an earlier run left under way.
-Wiring only: the steps live in site_recovery.tasks.protect, .operators.protect and
-.sensors.protection.
+Wiring only: the steps live in site_recovery.tasks.protect, .tasks.deploy_plans, .operators.protect
+and .sensors.protection.
 """
 
 from __future__ import annotations
@@ -19,9 +20,11 @@ from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.sdk import DAG, Param, task_group
 
 from site_recovery.operators.protect import EnableProtectionOperator
+from site_recovery.sensors.asr import AsrJobsSensor
 from site_recovery.sensors.protection import InitialReplicationSensor, VmJobSensor
 from site_recovery.site import format_duration
 from site_recovery.site_dags import form_param, publish
+from site_recovery.tasks.deploy_plans import ensure_recovery_plans
 from site_recovery.tasks.protect import plan_protection, report_protection
 
 DEFAULT_ARGS = {"owner": "dr-engineering", "retries": 3, "retry_delay": timedelta(seconds=30),
@@ -80,6 +83,14 @@ def build(site) -> DAG:
         # The report runs whatever happened; this leaf keeps a failed VM from passing as a successful run.
         complete = EmptyOperator(task_id="replication_complete")
         plan >> vms >> [report, complete]
+        if site.recovery_plans:
+            # Plans need their VMs protected: ensured once the VMs are, for every plan whose VMs all are.
+            plans = ensure_recovery_plans.override(trigger_rule="all_done")(site.name)
+            wait_plans = AsrJobsSensor(task_id="wait_recovery_plans", job_names=plans["job_names"],
+                                       azure_conn_id=az.conn_id, resource_group_name=az.resource_group,
+                                       vault_name=az.vault_name, poke_interval=poll,
+                                       timeout=timeouts.asr_job.total_seconds())
+            vms >> plans >> wait_plans >> complete
     return dag
 
 

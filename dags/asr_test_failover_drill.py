@@ -5,7 +5,12 @@ One DAG ``asr_test_failover_drill__<site>`` per file in include/sites, on the si
 VM at a readiness gate, runs a test failover per VM into the isolated drill network, verifies
 each test VM on the recovery VMM (heartbeat, then the site's probes), then cleans up every test
 failover (a teardown: it runs when anything failed or the run was stopped) and proves nothing is
-left. The report (JSON + HTML, published as an Asset) gives the verdict, RTO and RPO per VM and
+left. A site file's recovery plans are drilled as a whole: one test failover per plan (its
+groups boot in order in one ASR job); where the job pauses, a manual action becomes an Airflow
+required action (confirm resumes the job; an unattended drill follows the plan's ``unattended``
+setting) and a check runs its probe and resumes the job when it passes; then every member is
+verified and the plan cleaned up as one. VMs in no plan are drilled one by one. The report (JSON
++ HTML, published as an Asset) gives the verdict, RTO and RPO per VM, a section per plan and
 the cleanup proof. A drill can never fail over, commit or reprotect: its ASR client refuses it.
 Wiring only: the steps live in site_recovery.tasks.drill, .tasks.drill_report, .operators.drill
 and .sensors.drill.
@@ -16,14 +21,18 @@ from __future__ import annotations
 from datetime import timedelta
 
 from airflow.providers.standard.operators.python import PythonOperator
-from airflow.sdk import DAG, CronTriggerTimetable, Param, task_group
+from airflow.sdk import DAG, CronTriggerTimetable, Param, TaskGroup, task_group
 
 from site_recovery.notifiers import failure_callbacks
-from site_recovery.operators.drill import StartTestFailoverOperator
-from site_recovery.sensors.asr import AsrJobsSensor
-from site_recovery.sensors.drill import TestVmVerifiedSensor
+from site_recovery.operators.drill import (
+    ManualActionOperator,
+    StartPlanTestFailoverOperator,
+    StartTestFailoverOperator,
+)
+from site_recovery.sensors.asr import AsrJobSensor, AsrJobsSensor
+from site_recovery.sensors.drill import PlanCheckSensor, TestVmVerifiedSensor
 from site_recovery.sensors.protection import VmJobSensor
-from site_recovery.site_dags import form_param, publish
+from site_recovery.site_dags import form_param, publish, slug
 from site_recovery.tasks.drill import clean_leftovers, readiness_gate, start_cleanup, verify_cleanup
 from site_recovery.tasks.drill_report import check_verdict, drill_report, report_asset
 
@@ -44,7 +53,54 @@ def params_for(site) -> dict[str, Param]:
                                                description="Let the test VMs join a network that production VM "
                                                            "networks are mapped to. Only for a deliberate, "
                                                            "supervised drill."),
+        **({
+            "plans": form_param([], type="array", title="Recovery plans", items={"type": "string"},
+                                examples=[plan.name for plan in site.recovery_plans],
+                                description="Only these recovery plans. Empty: every plan, unless VMs are named "
+                                            "above (then only those VMs)."),
+            "unattended": form_param(False, type="boolean", title="Unattended",
+                                     description="Run as a scheduled drill does: each plan's manual actions follow "
+                                                 "its unattended setting (confirmed by the drill, or the plan "
+                                                 "skipped) instead of waiting for a person."),
+        } if site.recovery_plans else {}),
     }
+
+
+def drill_plan(site, plan, waits: dict):
+    """One recovery plan's drill: its test failover; where its job pauses, a required action (manual action) or
+    a probe (Airflow-side check) that resumes it; the wait for the job's end; each member verified.
+
+    Returns the group's first and last tasks.
+    """
+    poll = site.timeouts.poll_interval.total_seconds()
+    with TaskGroup(f"drill_plan_{slug(plan.name)}", tooltip=f"Recovery plan {plan.name}"):
+        start = StartPlanTestFailoverOperator(task_id="test_failover", site_name=site.name, plan=plan.name)
+        previous = start
+        for action in plan.pauses():
+            key = slug(action.name)
+            # Stopping a drill mid-failover cancels the plan's job; the teardown then cleans up.
+            reached = AsrJobSensor(task_id=f"wait_for_{key}", job_name=start.output["job_name"],
+                                   suspend_at=action.name, cancel_on_kill=True, **waits)
+            if action.kind == "check":
+                step = PlanCheckSensor(task_id=f"check_{key}", site_name=site.name, plan=plan.name,
+                                       check=action.name, vm=plan.check_vm(action),
+                                       job_name=start.output["job_name"], failover_job=reached.output,
+                                       poke_interval=poll, timeout=site.drill.verify_timeout.total_seconds())
+            else:
+                step = ManualActionOperator(task_id=f"manual_{key}", site_name=site.name, plan=plan.name,
+                                            action=action.name, instructions=action.instructions,
+                                            approvers=action.approvers, job_name=start.output["job_name"],
+                                            response_timeout=action.manual_timeout)
+            previous >> reached >> step
+            previous = step
+        wait = AsrJobSensor(task_id="wait_test_failover", job_name=start.output["job_name"], cancel_on_kill=True,
+                            **waits)
+        verify = TestVmVerifiedSensor.partial(
+            task_id="verify_test_vm", site_name=site.name, failover_job=wait.output, poke_interval=poll,
+            timeout=site.drill.verify_timeout.total_seconds(), map_index_template=VM_LABEL,
+        ).expand(target=start.output)
+        previous >> wait >> verify
+    return start, verify
 
 
 def build(site) -> DAG:
@@ -78,6 +134,7 @@ def build(site) -> DAG:
             failover >> wait >> verify
 
         vms = drill_vm.expand(target=gate)
+        plans = [drill_plan(site, plan, waits) for plan in site.recovery_plans]
         cleanup = start_cleanup(site.name)
         wait_cleanup = AsrJobsSensor(task_id="wait_cleanup", job_names=cleanup, trigger_rule="all_done",
                                      fail_on_error=False, **waits)
@@ -88,6 +145,9 @@ def build(site) -> DAG:
                                  trigger_rule="all_done",
                                  on_failure_callback=failure_callbacks(drill.notifier))
         leftovers >> wait_leftovers >> gate >> vms >> cleanup >> wait_cleanup >> proof >> report >> verdict
+        for first, last in plans:
+            gate >> first
+            last >> cleanup
         # The cleanup runs whatever happened to the failovers, once the gate has chosen the VMs.
         cleanup.as_teardown(setups=gate, on_failure_fail_dagrun=True)
     return dag

@@ -29,6 +29,11 @@ from typing import TYPE_CHECKING, Protocol, TypeVar
 from site_recovery.records import (
     CleanupCheck,
     DrillJob,
+    FailoverItem,
+    ManualActionOutcome,
+    PlanActionResult,
+    PlanDrillResult,
+    PlanGroupResult,
     JobSummary,
     ProbeResult,
     ProtectedItemSummary,
@@ -42,6 +47,7 @@ from site_recovery.records import (
 from site_recovery.vocabulary import (
     DRILL_SCENARIOS,
     AllowedOperation,
+    AsrJobState,
     DrillOutcome,
     DrillPhase,
     ReplicationHealth,
@@ -50,13 +56,15 @@ from site_recovery.vocabulary import (
 
 if TYPE_CHECKING:
     from site_recovery.scripts import TestVmStatus
+    from site_recovery.site import RecoveryPlan
 
 #: What ASR appends to a VM's name for its test failover VM (when the job does not name it).
 TEST_VM_SUFFIX = " - Test"
 
 #: The only ARM writes a drill sends: test failover, its cleanup, and cancelling its own job.
-_DRILL_WRITES = re.compile(r"/replicationProtectedItems/[^/]+/(testFailover|testFailoverCleanup)$"
-                           r"|/replicationJobs/[^/]+/cancel$", re.IGNORECASE)
+_DRILL_WRITES = re.compile(r"/(replicationProtectedItems|replicationRecoveryPlans)/[^/]+/"
+                           r"(testFailover|testFailoverCleanup)$"
+                           r"|/replicationJobs/[^/]+/(cancel|resume)$", re.IGNORECASE)
 
 
 def utc_now() -> datetime:
@@ -129,10 +137,17 @@ def probes_for(vm: str, probes: Iterable[P]) -> list[P]:
     return [p for p in probes if not p.vm or fnmatchcase(vm.casefold(), str(p.vm).casefold())]
 
 
+def failover_item_of(vm: str, failover_job: JobSummary | None) -> FailoverItem | None:
+    """``vm`` 's entry in a test failover job: the only one of a VM's job, its own of a recovery plan's."""
+    items = failover_job.protected_items if failover_job else []
+    mine = [item for item in items if (item.friendly_name or "").casefold() == vm.casefold()]
+    return mine[0] if mine else (items[0] if len(items) == 1 else None)
+
+
 def name_of_test_vm(vm: str, failover_job: JobSummary | None = None) -> str:
     """The test VM of ``vm``: as its test failover job names it, else ASR's default ``<vm> - Test``."""
-    named = [item.test_vm_name for item in (failover_job.protected_items if failover_job else []) if item.test_vm_name]
-    return named[0] if named else f"{vm}{TEST_VM_SUFFIX}"
+    item = failover_item_of(vm, failover_job)
+    return item.test_vm_name if item and item.test_vm_name else f"{vm}{TEST_VM_SUFFIX}"
 
 
 def check_test_vm(status: TestVmStatus, probes: list[ProbeResult], *, started_at: datetime | None,
@@ -168,7 +183,7 @@ def vm_result(target: VmTarget, *, failover_job: JobSummary | None, verify: Test
     """
     from site_recovery.drill_verdict import vm_problems
 
-    details = failover_job.protected_items[0] if failover_job and failover_job.protected_items else None
+    details = failover_item_of(target.vm, failover_job)
     point = details.recovery_point_time if details else None
     failover_start = failover_job.start_time if failover_job else None
     rpo = seconds_between(point, failover_start)
@@ -201,3 +216,76 @@ def vm_result(target: VmTarget, *, failover_job: JobSummary | None, verify: Test
 def skipped_result(vm: str, reason: str) -> VmDrillResult:
     """The report entry of a VM the readiness gate held back."""
     return VmDrillResult(vm=vm, outcome=DrillOutcome.SKIPPED, error=reason)
+
+
+# ----------------------------------------------------------------------- recovery plans
+_GROUP_TASK = "RecoveryPlanGroupTaskDetails"
+_ACTION_KINDS = {"ScriptActionTaskDetails": "script", "ManualActionTaskDetails": "manual"}
+
+
+def plan_result(plan: RecoveryPlan, *, job: JobSummary | None, verifies: dict[str, TestVmCheck],
+                outcomes: list[ManualActionOutcome], skipped: str | None, rto_target: float,
+                member_results: list[VmDrillResult] = (), checks: dict[str, TestVmCheck] | None = None,
+                ) -> PlanDrillResult:
+    """A recovery plan's section of the drill report: its groups and actions as its job ran them, its RTO, its outcome.
+
+    ``checks`` are the Airflow-side checks' looks by check name (ASR holds each check as a manual
+    action, so the job reports where it ran; the look says what the probe found).
+
+    The plan's RTO runs from its test failover's start to the last member verified (None until
+    every member is). It passes when its job succeeded and every member passed (verified, cleaned
+    up); a plan the gate held back is skipped with the gate's reason.
+    """
+    base = {"plan": plan.name, "description": plan.description, "vms": plan.vms, "rto_target_seconds": rto_target}
+    if skipped is not None:
+        return PlanDrillResult(outcome=DrillOutcome.SKIPPED, error=skipped, **base)
+    tasks = job.tasks if job else []
+    groups = [PlanGroupResult(group=t.group_id or "", label=t.label, vms=t.vms, state=t.state, start=t.start_time,
+                              end=t.end_time) for t in tasks if t.details_type == _GROUP_TASK]
+    confirmed = {o.action: o for o in outcomes}
+    looks = {name.casefold(): look for name, look in (checks or {}).items()}
+    check_names = {c.name.casefold() for c in plan.checks()}
+    actions = []
+    for t in tasks:
+        kind = _ACTION_KINDS.get(t.details_type or "")
+        if kind is None:
+            continue
+        if t.label.casefold() in check_names:
+            look = looks.get(t.label.casefold())
+            state = t.state if look is None or look.ok else AsrJobState.FAILED
+            detail = ("; ".join(p.detail for p in look.probes) or look.detail) if look else "not run"
+            actions.append(PlanActionResult(name=t.label, kind="check", state=state, start=t.start_time,
+                                            end=t.end_time, detail=detail))
+            continue
+        detail = t.output if kind == "script" else _confirmation(confirmed.get(t.label)) or t.observation
+        actions.append(PlanActionResult(name=t.label, kind=kind, state=t.state, start=t.start_time, end=t.end_time,
+                                        detail=detail))
+    verified = [v.verified_at for v in verifies.values() if v.ok and v.verified_at]
+    everyone = len(verified) == len(plan.vms)
+    rto = seconds_between(job.start_time, max(verified)) if job and job.start_time and verified and everyone else None
+    # What stopped the plan first: an action nobody confirmed or a check that failed left the job suspended.
+    problems = [f"{o.action}: {o.comment or 'not confirmed'}" for o in outcomes if not o.confirmed]
+    problems += [f"check {name}: {look.detail}" for name, look in (checks or {}).items() if not look.ok]
+    if job is None:
+        problems.append("the plan's test failover did not start")
+    elif job.state is not AsrJobState.SUCCEEDED or job.partially_succeeded:
+        problems.append(f"{job.label} {str(job.state or 'unknown').lower()}"
+                        + (f": {job.errors_text()}" if job.errors_text() else ""))
+    problems += [f"{r.vm}: {r.error}" for r in member_results if r.outcome is not DrillOutcome.PASSED and r.error]
+    if not member_results and not problems:
+        problems.append("no member was verified")
+    return PlanDrillResult(
+        outcome=DrillOutcome.FAILED if problems else DrillOutcome.PASSED, job=job, groups=groups, actions=actions,
+        manual_actions=outcomes, rto_seconds=rto, rto_met=None if rto is None else rto <= rto_target,
+        error=problems[0] if problems else None, **base)
+
+
+def _confirmation(outcome: ManualActionOutcome | None) -> str | None:
+    if outcome is None:
+        return None
+    when = f" at {outcome.at:%H:%M:%S} UTC" if outcome.at else ""
+    if not outcome.confirmed:
+        return f"not confirmed ({outcome.comment or 'no answer'}){' by ' + outcome.by if outcome.by else ''}{when}"
+    if outcome.automatic:
+        return f"confirmed automatically by the unattended drill{when}"
+    return f"confirmed by {outcome.by}{when}"

@@ -43,15 +43,18 @@ from site_recovery.drill_verdict import (
     verdict_of,
 )
 from site_recovery.records import (
-    DASH, CleanupCheck, DrillJob, DrillReport, GateSummary, TestVmCheck, VmDrillResult, format_seconds,
+    DASH, CleanupCheck, DrillJob, DrillReport, GateSummary, PlanDrillResult, TestVmCheck, VmDrillResult,
+    format_seconds,
 )
 from site_recovery.report_charts import (
     BAD_MARK,
     OK_MARK,
     TREND_RUNS,
+    PlanSpan,
     Timeline,
     Trend,
     format_time,
+    plan_spans,
     timeline,
     trend,
 )
@@ -269,6 +272,18 @@ class Leftover:
 
 
 @dataclass(frozen=True)
+class PlanSection:
+    """One recovery plan's section: the plan's record, its RTO against its target, its timeline."""
+
+    plan: PlanDrillResult
+    rto: Measure
+    job: JobLine | None
+    spans: list[PlanSpan]
+    started: str
+    ended: str
+
+
+@dataclass(frozen=True)
 class Page:
     """Everything the template shows, computed from the report; the template only draws it."""
 
@@ -293,6 +308,7 @@ class Page:
     trend: Trend
     trend_shown: int
     first_drill: bool
+    plans: list[PlanSection]
 
 
 def _page(report: DrillReport, history: list[DrillReport]) -> Page:
@@ -325,7 +341,21 @@ def _page(report: DrillReport, history: list[DrillReport]) -> Page:
         trend=trend(report, history),
         trend_shown=min(len(history), TREND_RUNS - 1) + 1,
         first_drill=not history,
+        plans=[_plan_section(plan) for plan in report.plans],
     )
+
+
+def _plan_section(plan: PlanDrillResult) -> PlanSection:
+    job = plan.job
+    start, end = (job.start_time, job.end_time) if job else (None, None)
+    steps = [(g.label, ", ".join(g.vms), g.start, g.end, g.state == AsrJobState.SUCCEEDED) for g in plan.groups]
+    steps += [(a.name, a.detail or a.kind, a.start, a.end, a.state == AsrJobState.SUCCEEDED) for a in plan.actions]
+    steps.sort(key=lambda step: step[2] or datetime.max.replace(tzinfo=timezone.utc))
+    return PlanSection(
+        plan=plan,
+        rto=_measure(plan.rto_seconds, plan.rto_target_seconds, plan.rto_met, "drill start to last verified"),
+        job=_job_line(DrillJob.model_validate({**job.model_dump(), "kind": Scenario.TEST_FAILOVER})) if job else None,
+        spans=plan_spans(start, end, steps), started=format_time(start), ended=format_time(end))
 
 
 def _has_gate(gate: GateSummary) -> bool:

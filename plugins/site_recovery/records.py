@@ -329,6 +329,8 @@ class VmTarget(Record):
     fabric: str
     container: str
     item_name: str
+    #: the protected item's ARM id (a recovery plan names its VMs by it)
+    item_id: str | None = None
     protectable_item_id: str | None = None
     policy_id: str | None = None
     #: drills only: the recovery-side network the test VM joins (None: isolated)
@@ -513,8 +515,18 @@ class GateSkip(Record):
     reason: str
 
 
+class PlanDrillTarget(Record):
+    """A recovery plan the readiness gate let through (or held back, with ``skipped`` saying why)."""
+
+    plan: str
+    members: list[VmTarget] = Field(default_factory=list)
+    #: an unattended drill confirms the plan's manual actions itself (the site file's ``unattended: auto_confirm``)
+    auto_confirm: bool = False
+    skipped: str | None = None
+
+
 class DrillGate(Record):
-    """The readiness gate's result: which VMs a drill fails over, which it skips."""
+    """The readiness gate's result: which VMs a drill fails over, which it skips, and the plans it drills."""
 
     checked: int
     passed: int
@@ -522,7 +534,32 @@ class DrillGate(Record):
     leftovers_cleaned: list[LeftoverCleanup] = Field(default_factory=list)
     test_network: str | None = None
     started_at: UtcTime | None = None
+    #: the VMs drilled one by one (in no recovery plan)
     targets: list[VmTarget] = Field(default_factory=list)
+    plans: list[PlanDrillTarget] = Field(default_factory=list)
+    #: the run is unattended (scheduled, or asked to behave as one): manual actions follow each plan's setting
+    unattended: bool = False
+
+    def plan(self, name: str) -> PlanDrillTarget | None:
+        return next((p for p in self.plans if p.plan.casefold() == name.casefold()), None)
+
+    @property
+    def drilled(self) -> list[VmTarget]:
+        """Every VM this drill fails over: one by one, or as a member of a plan that passed the gate."""
+        return self.targets + [vm for plan in self.plans if plan.skipped is None for vm in plan.members]
+
+
+class ManualActionOutcome(Record):
+    """What became of one manual action of a plan's drill: who confirmed it and when, or why it stopped."""
+
+    plan: str
+    action: str
+    confirmed: bool
+    by: str | None = None
+    at: UtcTime | None = None
+    #: confirmed by the drill itself (unattended run, the plan's ``unattended: auto_confirm``)
+    automatic: bool = False
+    comment: str | None = None
 
 
 class DrillJob(JobSummary):
@@ -571,6 +608,47 @@ class TaskTiming(Record):
     duration_seconds: float | None = None
 
 
+class PlanGroupResult(Record):
+    """One group of a plan's drill as the plan's job ran it."""
+
+    group: str
+    label: str
+    vms: list[str] = Field(default_factory=list)
+    state: OpenJobState | None = None
+    start: UtcTime | None = None
+    end: UtcTime | None = None
+
+
+class PlanActionResult(Record):
+    """One action of a plan's drill: an ASR script or manual action (from the job), or an Airflow check."""
+
+    name: str
+    kind: str
+    state: OpenJobState | None = None
+    start: UtcTime | None = None
+    end: UtcTime | None = None
+    #: script output, or who confirmed a manual action (and whether the drill did it itself)
+    detail: str | None = None
+
+
+class PlanDrillResult(Record):
+    """One recovery plan's section of a drill report."""
+
+    plan: str
+    description: str = ""
+    outcome: DrillOutcome
+    job: JobSummary | None = None
+    groups: list[PlanGroupResult] = Field(default_factory=list)
+    actions: list[PlanActionResult] = Field(default_factory=list)
+    manual_actions: list[ManualActionOutcome] = Field(default_factory=list)
+    vms: list[str] = Field(default_factory=list)
+    #: drill start (the plan's test failover) to the last member verified
+    rto_seconds: float | None = None
+    rto_target_seconds: float | None = None
+    rto_met: bool | None = None
+    error: str | None = None
+
+
 class GateSummary(Record):
     checked: int | None = None
     passed: int | None = None
@@ -595,6 +673,7 @@ class DrillReport(Record):
     recovery_vmm: str | None = None
     gate: GateSummary = Field(default_factory=GateSummary)
     vms: list[VmDrillResult] = Field(default_factory=list)
+    plans: list[PlanDrillResult] = Field(default_factory=list)
     #: None: nobody checked (the report says "Missing")
     cleanup_proof: CleanupProof | None = None
     tasks: list[TaskTiming] = Field(default_factory=list)
@@ -622,9 +701,9 @@ def _allow_in_xcom() -> None:
         from airflow.sdk.serde import allow_class
     except ImportError:  # outside Airflow (the lab's tests, tools): nothing to register
         return
-    for record in (JobSummary, ProtectedItemSummary, VmTarget, ProtectionPlanEntry, WaitEvent, PairedCloud,
-                   TestVmCheck, CleanupProof, DrillGate, DrillReport, DrillOutcomeSummary, VmDrillResult, StepRecord,
-                   LeftoverCleanup, ProtectableVm, ProtectionReportRow):
+    # Every record, so a record that starts crossing XCom cannot be forgotten here.
+    for record in [value for value in globals().values()
+                   if isinstance(value, type) and issubclass(value, Record) and value is not Record]:
         allow_class(record)
 
 

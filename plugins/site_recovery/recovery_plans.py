@@ -4,7 +4,9 @@ A site file's plan (:class:`~site_recovery.site.RecoveryPlan`) names VMs and act
 engineer writes them; ASR holds a plan as groups of protected items (by ARM id) with start and
 end actions. This module translates one into the other and compares them, so the deployment
 creates a missing plan, updates a changed one in place and says what changed, and leaves a plan
-that matches alone. Airflow-side checks are ours, not ASR's: they never reach the plan ASR holds.
+that matches alone. Airflow-side checks are ours, not ASR's: ASR holds each as a manual action
+(:data:`CHECK_INSTRUCTIONS` says so to anyone reading the plan in the portal), so the plan's job
+suspends there and the next group waits until the drill has run the probe and resumed the job.
 
 Pure rules over records: no Airflow, no Azure SDK.
 """
@@ -51,10 +53,23 @@ def iso_seconds(text: str | None) -> float | None:
     return hours * 3600 + minutes * 60 + seconds
 
 
-def action_summary(action: PlanAction) -> PlanActionSummary | None:
-    """A site file action as ASR holds it; None for an Airflow-side check, which ASR never sees."""
+CHECK_INSTRUCTIONS = ("Airflow check: {probe}. The Airflow drill or failover DAG runs this probe from the recovery "
+                      "VMM and resumes the job when it passes; resume by hand only after checking it yourself.")
+
+
+def check_instructions(action: PlanAction) -> str:
+    """The instructions of the manual action that holds an Airflow-side check in ASR."""
+    probe = action.probe
+    where = f"{probe.kind} {probe.port}{probe.path or ''}" if probe else "probe"
+    return CHECK_INSTRUCTIONS.format(probe=f"{where} on {probe.vm if probe else 'its VM'}")
+
+
+def action_summary(action: PlanAction) -> PlanActionSummary:
+    """A site file action as ASR holds it; an Airflow-side check is a manual action in every failover."""
     if action.kind == "check":
-        return None
+        return PlanActionSummary(kind=PlanActionKind.MANUAL, name=action.name, instructions=check_instructions(action),
+                                 failover_types=list(SITE_FAILOVER_TYPES.values()),
+                                 directions=list(SITE_DIRECTIONS.values()))
     common = {"name": action.name, "failover_types": [SITE_FAILOVER_TYPES[t] for t in action.failover_types],
               "directions": [SITE_DIRECTIONS[d] for d in action.directions]}
     if action.kind == "script":
@@ -85,8 +100,8 @@ def desired_groups(plan: RecoveryPlan, ids: Mapping[str, str]) -> list[PlanGroup
     """The plan's Boot groups as ASR should hold them (every VM must be in ``ids``)."""
     return [PlanGroupSummary(
         group_type=PlanGroupType.BOOT, items=[ids[vm.casefold()] for vm in group.vms],
-        start_actions=[a for a in map(action_summary, group.pre) if a is not None],
-        end_actions=[a for a in map(action_summary, group.post) if a is not None],
+        start_actions=[action_summary(a) for a in group.pre],
+        end_actions=[action_summary(a) for a in group.post],
     ) for group in plan.groups]
 
 

@@ -436,3 +436,41 @@ def trend(report: DrillReport, history: Sequence[DrillReport]) -> Trend:
         rto_title=Label(14, top + plot_h / 2, "RTO"),
         columns=tuple(columns), target_segments=segments, target_label=target_label,
         ranges=tuple(ranges), series=tuple(series), legend=tuple(legend))
+
+
+# -------------------------------------------------------------------- recovery plan groups
+@dataclass(frozen=True)
+class PlanSpan:
+    """One group or action of a plan's drill on the plan's own timeline, as percentages of its width."""
+
+    label: str
+    detail: str
+    left: float
+    width: float
+    css: str
+    title: str
+
+
+def plan_spans(start: datetime | None, end: datetime | None,
+               steps: list[tuple[str, str, datetime | None, datetime | None, bool]]) -> list[PlanSpan]:
+    """Lay a plan's groups and actions out on its timeline (``start`` to ``end``), in run order.
+
+    ``steps`` are ``(label, detail, start, end, ok)``; a step that never started is left out, one
+    still running (no end) runs to ``end``. Widths are at least 0.6% so an instant stays visible.
+    """
+    if start is None or end is None or end <= start:
+        return []
+    span = (end - start).total_seconds()
+    out = []
+    for label, detail, begin, finish, ok in steps:
+        if begin is None:
+            continue
+        finish = finish or end
+        left = max(0.0, min(100.0, (begin - start).total_seconds() / span * 100))
+        width = max(0.6, min(100.0 - left, (finish - begin).total_seconds() / span * 100))
+        took = (finish - begin).total_seconds()
+        out.append(PlanSpan(label=label, detail=detail, left=round(left, 2), width=round(width, 2),
+                            css="good" if ok else "bad",
+                            title=f"{label}: {format_time(begin, False)} to {format_time(finish, False)} "
+                                  f"({took:.0f}s)"))
+    return out

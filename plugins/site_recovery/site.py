@@ -682,9 +682,13 @@ class RecoveryPlan(_Model):
                         booted = {vm.casefold() for g in self.groups[:i + 1] for vm in g.vms}
                         if when == "pre":
                             booted -= {vm.casefold() for vm in group.vms}
-                        if not any(fnmatchcase(vm, wanted) for vm in booted):
+                        matched = [vm for vm in booted if fnmatchcase(vm, wanted)]
+                        if not matched:
                             p.append((loc + ("probe", "vm"), f"{_show(action.probe.vm)} names no VM that is up at "
                                       f"this point of the plan (groups 1 to {i + 1 if when == 'post' else i})"))
+                        elif len(matched) > 1:
+                            p.append((loc + ("probe", "vm"), f"{_show(action.probe.vm)} matches {len(matched)} VMs of "
+                                      "the plan; a check probes one VM: name it"))
         if p:
             raise _Problems(p)
         return self
@@ -697,6 +701,27 @@ class RecoveryPlan(_Model):
     @property
     def has_manual_actions(self) -> bool:
         return any(a.kind == "manual" for g in self.groups for a in (*g.pre, *g.post))
+
+    def manual_actions(self, failover_type: str = "test", direction: str = "primary_to_recovery") -> list[PlanAction]:
+        """The manual actions a failover of that type and direction meets, in the order the plan's job runs them."""
+        return [a for g in self.groups for a in (*g.pre, *g.post)
+                if a.kind == "manual" and failover_type in a.failover_types and direction in a.directions]
+
+    def checks(self) -> list[PlanAction]:
+        """The Airflow-side checks, in plan order."""
+        return [a for g in self.groups for a in (*g.pre, *g.post) if a.kind == "check"]
+
+    def check_vm(self, action: PlanAction) -> str:
+        """The one VM of the plan a check probes (its probe's ``vm``, validated to match exactly one)."""
+        wanted = str(action.probe.vm).casefold()
+        return next(vm for vm in self.vms if fnmatchcase(vm.casefold(), wanted))
+
+    def pauses(self, failover_type: str = "test", direction: str = "primary_to_recovery") -> list[PlanAction]:
+        """Where the plan's job suspends, in order: its manual actions, and its checks (held by ASR as manual
+        actions that the drill confirms once the probe passes), so the next group waits for each."""
+        return [a for g in self.groups for a in (*g.pre, *g.post)
+                if a.kind == "check" or (a.kind == "manual" and failover_type in a.failover_types
+                                         and direction in a.directions)]
 
 
 def _first_seen(items: list, attr: str, loc: tuple, what: str) -> list[tuple[tuple, str]]:

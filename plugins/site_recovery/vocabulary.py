@@ -195,10 +195,12 @@ class WaitReason(StrEnum):
     TIMED_OUT = "timed_out"
     #: the wait could not read ASR (a retry may help)
     ERROR = "error"
+    #: the job reached the manual action the wait was for and waits for a person (a plan's drill goes on)
+    SUSPENDED = "suspended"
 
     @property
     def status(self) -> WaitStatus:
-        return WaitStatus.SUCCESS if self is WaitReason.SUCCEEDED else WaitStatus.ERROR
+        return WaitStatus.SUCCESS if self in (WaitReason.SUCCEEDED, WaitReason.SUSPENDED) else WaitStatus.ERROR
 
 
 class ProtectionAction(StrEnum):

@@ -48,6 +48,8 @@ def output(capfd, caplog):
 def site_file(tmp_path, monkeypatch):
     """``edit({"scope.max_concurrent_initial_replications": 2, ...})``: the lab site file with changes.
 
+    A number in the dotted path indexes a list (``recovery_plans.0.unattended``).
+
     Writes a copy of include/sites/lab.yaml under a temporary include folder and points the DAGs
     at it (``SITE_RECOVERY_INCLUDE_DIR``), so a test can tighten a timeout without touching the repo.
     """
@@ -63,8 +65,8 @@ def site_file(tmp_path, monkeypatch):
             *parents, leaf = dotted.split(".")
             node = data
             for key in parents:
-                node = node[key]
-            node[leaf] = value
+                node = node[int(key)] if isinstance(node, list) else node[key]
+            node[int(leaf) if isinstance(node, list) else leaf] = value
         folder = tmp_path / "include" / "sites"
         folder.mkdir(parents=True, exist_ok=True)
         for entry in source.parents[1].iterdir():  # scripts and the rest of include/ stay the repo's

@@ -173,6 +173,21 @@ class TestPlanTestFailover:
         manual_task = next(t for t in wire["tasks"] if t["friendlyName"] == "Licence server")
         assert manual_task["customDetails"]["observation"] == "approved by ops-lead"
 
+    def test_a_fault_on_a_later_group_survives_the_resume_of_a_manual_action(self, world: World):
+        create(world, start={2: [manual("Licence server")]})
+        world.backend.add_job_fault({"scenario": "TestFailover", "outcome": "Failed", "target": "order-portal",
+                                     "task": "Group 3: Start virtual machines",
+                                     "error": {"code": "70094", "message": "Failed to start WEB-PORTAL-01 - Test."}})
+        job = world.backend.plan_test_failover(world.vault, "order-portal", tfo_body(world))
+        world.finish()
+        world.backend.resume_job(world.vault, job.name, {"properties": {"comments": "ok"}})
+        world.finish()
+        assert job.state == "Failed"
+        assert job.errors[0]["serviceErrorDetails"]["message"] == "Failed to start WEB-PORTAL-01 - Test."
+        states = {t.friendly_name: t.state for t in job.tasks}
+        assert (states["Group 2: Start virtual machines"], states["Group 3: Start virtual machines"]) == (
+            "Succeeded", "Failed")
+
     def test_a_script_writing_to_stderr_fails_the_job_and_leaves_test_vms_for_cleanup(self, world: World):
         create(world, end={1: [script("Repoint ERP")]})
         world.backend.set_failing_script(world.estate.recovery.vmm.fqdn, SQL_ALIAS, "Access denied to ERPDB")

@@ -74,7 +74,11 @@ def test_plans_wait_for_protection_then_are_created_then_left_alone(lab, runbook
     assert plan_groups(runbook, "order-portal") == [[], [], ["SQL-PRD-01"], ["APP-ERP-01", "APP-ERP-02"],
                                                     ["WEB-PORTAL-01"]]
     plan = runbook.asr.replication_recovery_plans.get(runbook.rg, runbook.vault_name, "order-portal")
-    [script] = plan.properties.groups[2].end_group_actions  # the Airflow-side check never reaches ASR
+    # The Airflow-side check is held by ASR as a manual action, so the plan's job stops there for it.
+    check, script = plan.properties.groups[2].end_group_actions
+    assert (check.action_name, check.custom_details.instance_type) == ("ERP database answers", "ManualActionDetails")
+    assert check.custom_details.description.startswith("Airflow check: tcp 1433 on SQL-PRD-01.")
+    assert sorted(check.failover_types) == ["PlannedFailover", "TestFailover", "UnplannedFailover"]
     assert (script.action_name, script.custom_details.path, script.custom_details.fabric_location,
             script.custom_details.timeout) == ("Repoint ERP SQL alias", "\\RPScripts\\Set-SqlAlias.ps1",
                                                "Recovery", "PT5M")
@@ -131,6 +135,10 @@ def test_a_plan_test_failover_suspends_on_its_manual_action_until_resumed(lab, r
     job = hook.recovery_plan_test_failover(az.resource_group, az.vault_name, "order-portal", body)
     summary = summarize_job(hook.get_job(az.resource_group, az.vault_name, job))
     assert (summary.state, summary.state_description) == (AsrJobState.SUSPENDED, "WaitingForManualAction")
+    waiting = next(t for t in summary.tasks if t.state == AsrJobState.SUSPENDED)
+    assert (waiting.details_type, waiting.label) == ("ManualActionTaskDetails", "ERP database answers")
+    hook.resume_job(az.resource_group, az.vault_name, job, "ERP database answers: Airflow check passed")
+    summary = summarize_job(hook.get_job(az.resource_group, az.vault_name, job))
     waiting = next(t for t in summary.tasks if t.state == AsrJobState.SUSPENDED)
     assert (waiting.details_type, waiting.label) == ("ManualActionTaskDetails", "Confirm licence server")
     assert waiting.instructions.startswith("Check that LIC-SRV-01")

@@ -130,6 +130,75 @@ def realistic_report(*, failed: bool = True) -> DrillReport:
     })
 
 
+def _task(label: str, start: datetime, seconds: float | None, state: str = "Succeeded", *, details: str,
+          group: str | None = None, vms: list[str] | None = None, **extra) -> dict:
+    end = None if seconds is None else _iso(start + timedelta(seconds=seconds))
+    return {"name": label.replace(" ", ""), "friendly_name": label, "state": state, "start_time": _iso(start),
+            "end_time": end, "duration_seconds": seconds, "details_type": details, "group_id": group,
+            "vms": vms or [], **extra}
+
+
+def _plan(name: str, description: str, started: datetime, steps: list[tuple], *, state: str, errors=()) -> dict:
+    """A plan's section as its job ran ``steps``: ``(label, seconds, state, kind, group, vms, detail)`` in order."""
+    tasks, groups, actions, at = [], [], [], started
+    for label, seconds, step_state, kind, group, vms, detail in steps:
+        details = {"group": "RecoveryPlanGroupTaskDetails", "script": "RecoveryPlanAutomationRunbookActionDetails",
+                   "manual": "ManualActionTaskDetails", "check": "ManualActionTaskDetails"}[kind]
+        tasks.append(_task(label, at, seconds, step_state, details=details, group=group, vms=vms))
+        end = None if seconds is None else _iso(at + timedelta(seconds=seconds))
+        if kind == "group":
+            groups.append({"group": group, "label": label, "vms": vms, "state": step_state, "start": _iso(at),
+                           "end": end})
+        else:
+            actions.append({"name": label, "kind": kind, "state": step_state, "start": _iso(at), "end": end,
+                            "detail": detail})
+        at += timedelta(seconds=seconds or 0)
+    job = {"name": f"{name}-job", "scenario_name": "TestFailover", "friendly_name": "Test failover",
+           "target": name, "state": state, "state_description": state, "start_time": _iso(started),
+           "end_time": _iso(at), "duration_seconds": (at - started).total_seconds(), "tasks": tasks,
+           "errors": list(errors)}
+    return {"plan": name, "description": description, "job": job, "groups": groups, "actions": actions,
+            "vms": sorted({vm for step in steps for vm in step[5] or []})}
+
+
+def report_with_two_plans() -> DrillReport:
+    """The realistic report, plus order-portal (passed, a manual action confirmed by a person) and
+    file-and-print (failed: a VM of its second group did not start)."""
+    report = realistic_report(failed=False).model_dump(mode="json", by_alias=True)
+    at = START + timedelta(seconds=60)
+    portal = _plan("order-portal", "Order portal - ERP database, application tier, web front end", at, [
+        ("Group Failover: Create test virtual machines", 420, "Succeeded", "group", "Failover",
+         ["SQL-PRD-01", "APP-ERP-01", "APP-ERP-02", "WEB-PORTAL-01"], None),
+        ("Group 1: Start virtual machines", 95, "Succeeded", "group", "1", ["SQL-PRD-01"], None),
+        ("ERP database answers", 14, "Succeeded", "check", None, None, "tcp port 1433: passed, connection accepted"),
+        ("Repoint ERP SQL alias", 22, "Succeeded", "script", None, None,
+         "SQL alias ERPDB now points to SQL-PRD-01 (10.60.30.11)"),
+        ("Confirm licence server", 310, "Succeeded", "manual", None, None, "confirmed by j.devries at 01:15:43 UTC"),
+        ("Group 2: Start virtual machines", 120, "Succeeded", "group", "2", ["APP-ERP-01", "APP-ERP-02"], None),
+        ("Group 3: Start virtual machines", 80, "Succeeded", "group", "3", ["WEB-PORTAL-01"], None),
+        ("Point portal DNS at Rotterdam", 12, "Succeeded", "script", None, None,
+         "portal.meridianpack.nl -> 10.60.40.21"),
+    ], state="Succeeded")
+    portal.update(outcome="passed", rto_seconds=1150.0, rto_target_seconds=2700.0, rto_met=True,
+                  manual_actions=[{"plan": "order-portal", "action": "Confirm licence server", "confirmed": True,
+                                   "by": "j.devries", "at": _iso(at + timedelta(seconds=861))}])
+    error = {"code": "70094", "message": "Failed to start 'CAD-VAULT-01 - Test' on host HV-RTM-02.",
+             "possible_causes": "Not enough memory on the host."}
+    files = _plan("file-and-print", "File shares first, then the print server and the CAD vault", at, [
+        ("Group Failover: Create test virtual machines", 380, "Succeeded", "group", "Failover",
+         ["FS-PRD-01", "PRINT-01", "CAD-VAULT-01"], None),
+        ("Group 1: Start virtual machines", 70, "Succeeded", "group", "1", ["FS-PRD-01"], None),
+        ("Group 2: Start virtual machines", 240, "Failed", "group", "2", ["PRINT-01", "CAD-VAULT-01"], None),
+    ], state="Failed", errors=[error])
+    files.update(outcome="failed", rto_target_seconds=1800.0,
+                 error=f"'Test failover' on file-and-print failed: [70094] {error['message']}")
+    report["plans"] = [portal, files]
+    # The failed plan's members failed with it (their test failover is the plan's job), so the drill fails.
+    report["verdict"] = "FAIL"
+    report["reasons"] = [f"{vm}: {files['error']}" for vm in files["vms"]]
+    return DrillReport.model_validate(report)
+
+
 def earlier_reports() -> list[DrillReport]:
     """Four weekly drills before the realistic one, oldest first; the second one failed."""
     history = []
@@ -293,3 +362,35 @@ def test_rendered_dom(chromium, tmp_path):
     assert timeline and len(re.findall(r'<rect[^>]*class="bar"', timeline.group(1))) == 8  # 3 + 3 + 2 phases
     trend = re.search(r'<svg[^>]*\bid="trend"[^>]*>(.*?)</svg>', dom, re.S)
     assert trend and len(re.findall(r'<g class="marker (?:pass|fail)"', trend.group(1))) == 5
+
+
+def test_a_report_with_two_plans(chromium, tmp_path):
+    """Each plan gets its section: groups and actions in run order on the plan's own timeline, its RTO,
+    each action's outcome (who confirmed the manual action), and the failed plan's error."""
+    page = tmp_path / "plans.html"
+    page.write_text(render_html(report_with_two_plans(), []), encoding="utf-8")
+
+    dom = _chromium(chromium, tmp_path, page, "--dump-dom")
+    png = _screenshot(chromium, tmp_path, page, size=(WIDTH, 4000))
+    if os.environ.get("DRILL_REPORT_SCREENSHOT"):
+        Path(os.environ["DRILL_REPORT_SCREENSHOT"]).with_suffix(".plans.png").write_bytes(png)
+
+    sections = re.findall(r'<section class="card wide plan" id="plan-\d">(.*?)</section>', dom, re.S)
+    assert len(sections) == 2
+    portal, files = sections
+    assert "Recovery plan order-portal" in portal and '<span class="badge passed">' in portal
+    assert "4 VMs in 3 boot groups" in portal
+    rows = re.findall(r'<div class="plan-label">(.*?)<div class="sub">', portal)
+    assert rows == ["Group Failover: Create test virtual machines", "Group 1: Start virtual machines",
+                    "ERP database answers", "Repoint ERP SQL alias", "Confirm licence server",
+                    "Group 2: Start virtual machines", "Group 3: Start virtual machines",
+                    "Point portal DNS at Rotterdam"]
+    assert "confirmed by j.devries at 01:15:43 UTC" in portal
+    assert re.search(r"<th>RTO</th><td[^>]*>.*?19m 10s", portal, re.S)  # the plan's RTO: 1150 s
+    assert len(re.findall(r'class="plan-bar good"', portal)) == 8
+    assert "Recovery plan file-and-print" in files and '<span class="badge failed">' in files
+    assert "Failed to start &#39;CAD-VAULT-01 - Test&#39;" in files or "Failed to start 'CAD-VAULT-01 - Test'" in files
+    assert len(re.findall(r'class="plan-bar bad"', files)) == 1
+    assert png_header(png)[:2] == (WIDTH, 4000)
+    red = [y for y, row in enumerate(png_rows(png, 4000)) if any(_reddish(p) for p in row[WIDTH // 3:])]
+    assert red, "the failed plan's red bar is not drawn"

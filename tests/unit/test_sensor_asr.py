@@ -110,7 +110,19 @@ def test_deferrable_defers_a_running_job_with_the_right_trigger_and_timeout(cont
         "wait_on_suspended": True,
         "first_poll_delay": 15,  # the sensor has just read the job: the trigger does not read it again at once
         "cancel_on_kill": False,
+        "suspend_at": None,
     }
+
+
+def test_a_wait_for_a_manual_action_hands_the_action_to_its_trigger(context):
+    sensor = make_sensor(make_job("InProgress"), suspend_at="Confirm licence server")
+
+    with pytest.raises(TaskDeferred) as deferred:
+        sensor.execute(context)
+
+    _, kwargs = deferred.value.trigger.serialize()
+    assert kwargs["suspend_at"] == "Confirm licence server"
+    assert type(deferred.value.trigger)(**kwargs).suspend_at == "Confirm licence server"
 
 
 def test_execute_pushes_the_job_and_link_facts_first(context):

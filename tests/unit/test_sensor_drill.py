@@ -63,7 +63,8 @@ def sensor(vmm: FakeVmm | None = None, **kwargs) -> TestVmVerifiedSensor:
     kwargs = {"poke_interval": 1, "timeout": 60, **kwargs}
     made = TestVmVerifiedSensor(task_id="verify_test_vm", site_name="lab", target=TARGET.to_json(),
                                 failover_job=JOB, **kwargs)
-    made.__dict__["site"] = SimpleNamespace(drill=SimpleNamespace(probes=PROBES))  # no site file read
+    made.__dict__["site"] = SimpleNamespace(drill=SimpleNamespace(probes=PROBES),  # no site file read
+                                            plan_of=lambda vm: None)
     made.__dict__["vmm"] = vmm  # no WinRM
     return made
 

@@ -292,6 +292,11 @@ RULES = [
     ("check of a VM not yet up", [("recovery_plans.0.groups.0.post.0.probe.vm", "WEB-PORTAL-01")],
      ["recovery_plans[0].groups[0].post[0].probe.vm: 'WEB-PORTAL-01' names no VM that is up at this point "
       "of the plan (groups 1 to 1)"]),
+    ("check of several VMs", [("recovery_plans.0.groups.2.post.0", {"kind": "check", "name": "ERP answers",
+                                                                    "probe": {"kind": "tcp", "port": 8080,
+                                                                              "vm": "APP-ERP-*"}})],
+     ["recovery_plans[0].groups[2].post[0].probe.vm: 'APP-ERP-*' matches 2 VMs of the plan; a check probes one "
+      "VM: name it"]),
     ("action names twice", [("recovery_plans.0.groups.2.post.0.name", "Repoint ERP SQL alias")],
      ["recovery_plans[0].groups[2].post[0].name: 'Repoint ERP SQL alias' is already an action of this plan at "
       "groups[0].post[1]"]),

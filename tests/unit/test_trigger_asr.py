@@ -28,6 +28,7 @@ KWARGS = {
     "wait_on_suspended": False,
     "first_poll_delay": 0,
     "cancel_on_kill": False,
+    "suspend_at": None,
 }
 ERROR = {
     "serviceErrorDetails": {
@@ -150,6 +151,39 @@ def test_job_progress_reports_each_change_once():
     ]
     assert progress.update(second) == ["Task 'Check' is Succeeded after 42s."]
     assert progress.update(second) == []
+
+
+def test_job_progress_tells_apart_a_plans_tasks_of_the_same_name():
+    """Every group's "start VMs" task of a plan's job has the same name; each is reported on its own."""
+    progress = JobProgress()
+    tasks = [("StartVms", "Group 1: Start virtual machines", "Succeeded"),
+             ("StartVms", "Group 2: Start virtual machines", "NotStarted")]
+    progress.update(summary_of("InProgress", tasks=tasks))
+    later = summary_of("InProgress", tasks=[tasks[0], ("StartVms", "Group 2: Start virtual machines", "Succeeded")])
+
+    assert progress.update(later) == ["Task 'Group 2: Start virtual machines' is Succeeded."]
+
+
+PLAN_TASKS = [("Preflight", "Recovery plan preflight checks", "Succeeded"),
+              ("Manual", "Confirm licence server", "Suspended"),
+              ("StartVms", "Group 2: Start virtual machines", "NotStarted")]
+
+
+@pytest.mark.parametrize(("state", "tasks", "reason", "says"), [
+    ("Suspended", PLAN_TASKS, WaitReason.SUSPENDED, "waits for the manual action 'Confirm licence server'"),
+    ("Suspended", [(n, "Check the firewall", s) for n, _, s in PLAN_TASKS[1:2]], WaitReason.FAILED,
+     "waits for the manual action(s) 'Check the firewall', not 'Confirm licence server'"),
+    ("InProgress", [(n, f, "InProgress" if s == "Suspended" else s) for n, f, s in PLAN_TASKS], None, None),
+    ("Failed", PLAN_TASKS[:1], WaitReason.FAILED, "failed before reaching the manual action 'Confirm licence server'"),
+    ("Succeeded", PLAN_TASKS[:1], WaitReason.FAILED,
+     "succeeded before reaching the manual action 'Confirm licence server'"),
+])
+def test_a_wait_for_a_manual_action_ends_when_the_job_waits_on_it(state, tasks, reason, says):
+    event = job_event(summary_of(state, tasks=tasks), fail_on_partial_success=True, wait_on_suspended=False,
+                      suspend_at="Confirm licence server")
+
+    assert (event.reason if event else None) is reason
+    assert event is None or says in event.message
 
 
 class FakeClock:

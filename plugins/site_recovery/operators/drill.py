@@ -1,4 +1,5 @@
-"""The operator of the test failover drill (step 10): start one VM's test failover.
+"""The operators of the test failover drill (step 10): start a VM's or a recovery plan's test failover,
+and a plan's manual actions as Airflow required actions.
 
 The drill's other steps are tasks (:mod:`site_recovery.tasks.drill`,
 :mod:`site_recovery.tasks.drill_report`) and sensors (:mod:`site_recovery.sensors.drill`,
@@ -8,8 +9,12 @@ over, clean up and cancel its own jobs (:func:`~site_recovery.tasks.drill.drill_
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
+from airflow.providers.standard.operators.hitl import HITLOperator
+from airflow.sdk import BaseOperator
+from site_recovery.exceptions import DrillFailed
 from site_recovery.operators.vm import VmOperator
 from site_recovery.tasks.common import sort_errors
 
@@ -48,3 +53,147 @@ class StartTestFailoverOperator(VmOperator):
         self.log.info("Test failover of VM %r into %s.", t.vm, t.network or "no network (isolated)")
         return hook.test_failover(az.resource_group, az.vault_name, t.fabric, t.container, t.item_name,
                                   {"properties": props})
+
+
+class StartPlanTestFailoverOperator(BaseOperator):
+    """Start a recovery plan's test failover (one ASR job for all its groups); return the job to wait on.
+
+    The plan and its members are the readiness gate's: a plan the gate held back is skipped here,
+    with the gate's reason, and so is everything of its drill after it. A re-run finds the plan's
+    test failover already running and waits on that job rather than starting another. Pushes the
+    job's name as ``job_name`` and returns the plan's members (:class:`~site_recovery.records.VmTarget`
+    s), which the verification is mapped over.
+
+    :param site_name: The site file, read again on the worker.
+    :param plan: The recovery plan's name, as the site file gives it.
+    """
+
+    ui_color = "#0078d4"
+    ui_fgcolor = "#ffffff"
+
+    def __init__(self, *, site_name: str, plan: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.site_name = site_name
+        self.plan = plan
+
+    @sort_errors
+    def execute(self, context: Context) -> list[Any]:
+        job = self._start(context)
+        context["ti"].xcom_push(key="job_name", value=job)
+        return self._members
+
+    def _start(self, context: Context) -> str | None:
+        from airflow.sdk.exceptions import AirflowSkipException
+        from site_recovery.site import load_site_named
+        from site_recovery.tasks.drill import drill_hook, pulled_gate
+
+        gate = pulled_gate(context["ti"])
+        target = gate.plan(self.plan) if gate else None
+        if target is None or target.skipped:
+            raise AirflowSkipException(f"Recovery plan {self.plan} is not drilled: "
+                                       f"{target.skipped if target else 'the readiness gate did not decide'}.")
+        self._members = target.members
+        site = load_site_named(self.site_name)
+        hook, az = drill_hook(site), site.azure
+        held = hook.get_recovery_plan_or_none(az.resource_group, az.vault_name, self.plan)
+        if held is not None and held.scenario_job:
+            self.log.info("Recovery plan %r: a test failover is already running (job %s); waiting on it.",
+                          self.plan, held.scenario_job)
+            return held.scenario_job
+        network = target.members[0] if target.members else None
+        props: dict[str, Any] = {"failoverDirection": "PrimaryToRecovery", "networkType": "NoNetworkAttachAsInput"}
+        if network is not None and network.network_id:
+            props.update(networkType="VmNetworkAsInput", networkId=network.network_id)
+        self.log.info("Test failover of recovery plan %r (%s) into %s.", self.plan,
+                      ", ".join(m.vm for m in target.members), network.network if network and network.network
+                      else "no network (isolated)")
+        return hook.recovery_plan_test_failover(az.resource_group, az.vault_name, self.plan, {"properties": props})
+
+
+class ManualActionOperator(HITLOperator):
+    """A recovery plan's manual action as an Airflow required action: confirm, and the plan's ASR job goes on.
+
+    Runs once the plan's job waits on the action (ASR suspends it). The task waits for a person in
+    the awaiting-input state, with the site file's instructions, its approvers as the assigned
+    users and its timeout. Confirm resumes the ASR job with a comment naming who confirmed and the
+    run; Reject, or no answer in time, fails the task and the drill, and the drill's teardown
+    cancels the suspended job and cleans up. An unattended drill of a plan whose site file says
+    ``unattended: auto_confirm`` does not wait: it confirms by itself, and the report says so.
+    Returns (and pushes as ``outcome`` whatever the answer) a
+    :class:`~site_recovery.records.ManualActionOutcome`.
+
+    :param site_name: The site file, read again on the worker.
+    :param plan: The recovery plan's name.
+    :param action: The manual action's name (the ASR task the job waits on).
+    :param instructions: What the person must do (the site file's ``instructions``).
+    :param approvers: Airflow user names who may answer; empty: anyone allowed to act on the run.
+    :param job_name: The plan's test failover job (typically the start task's XCom).
+    """
+
+    CONFIRM, REJECT = "Confirm", "Reject"
+    template_fields: Sequence[str] = ("subject", "body", "job_name")
+    ui_color = "#f2c744"
+
+    def __init__(self, *, site_name: str, plan: str, action: str, instructions: str, approvers: list[str],
+                 job_name: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("retries", 0)  # an answer is final: a retry would ask the same person again
+        super().__init__(
+            subject=f"Recovery plan {plan}: {action}", options=[self.CONFIRM, self.REJECT],
+            body=(f"The drill of recovery plan **{plan}** waits for this manual action (the plan's ASR job is "
+                  f"suspended on it).\n\n{instructions}\n\n**Confirm** once it is "
+                  "done: the drill resumes the job with a comment naming you and this run. **Reject** (or no "
+                  "answer in time) fails the drill; its cleanup then removes the test VMs."),
+            assigned_users=[{"id": user, "name": user} for user in approvers] or None, **kwargs)
+        self.site_name = site_name
+        self.plan = plan
+        self.action = action
+        self.job_name = job_name
+
+    def execute(self, context: Context) -> Any:
+        from site_recovery.tasks.drill import pulled_gate
+
+        gate = pulled_gate(context["ti"])
+        target = gate.plan(self.plan) if gate else None
+        if target is not None and target.auto_confirm:
+            return self._resume(context, by=None, automatic=True)
+        return super().execute(context)
+
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:
+        from site_recovery.records import ManualActionOutcome
+
+        try:
+            answer = super().execute_complete(context, event)
+        except Exception as exc:  # HITLTimeoutError and its kin: nobody answered in time
+            self._push(context, ManualActionOutcome(plan=self.plan, action=self.action, confirmed=False,
+                                                    comment=f"no answer: {exc}"))
+            raise DrillFailed(f"Recovery plan {self.plan}: nobody confirmed the manual action {self.action!r} in "
+                              f"time ({exc}); the drill fails and its cleanup removes the test VMs.") from None
+        user = answer["responded_by_user"] or {}
+        who = user.get("name") or user.get("id") or "unknown user"
+        if answer["chosen_options"][0] != self.CONFIRM:
+            self._push(context, ManualActionOutcome(plan=self.plan, action=self.action, confirmed=False, by=who,
+                                                    at=answer["responded_at"], comment="rejected"))
+            raise DrillFailed(f"Recovery plan {self.plan}: {who} rejected the manual action {self.action!r}; the "
+                              "drill fails and its cleanup removes the test VMs.")
+        return self._resume(context, by=who, automatic=False, at=answer["responded_at"])
+
+    def _resume(self, context: Context, *, by: str | None, automatic: bool, at: Any = None) -> Any:
+        from site_recovery.drill import utc_now
+        from site_recovery.records import ManualActionOutcome
+        from site_recovery.site import load_site_named
+        from site_recovery.tasks.drill import drill_hook
+
+        run = f"{context['dag'].dag_id} run {context['run_id']}"
+        comment = (f"{self.action}: confirmed automatically by the unattended drill {run} (the site file's "
+                   "unattended: auto_confirm)" if automatic else f"{self.action}: confirmed by {by} in {run}")
+        site = load_site_named(self.site_name)
+        drill_hook(site).resume_job(site.azure.resource_group, site.azure.vault_name, self.job_name, comment[:1024])
+        self.log.info("ASR job %s resumed: %s.", self.job_name, comment)
+        outcome = ManualActionOutcome(plan=self.plan, action=self.action, confirmed=True, by=by,
+                                      at=at or utc_now(), automatic=automatic, comment=comment)
+        self._push(context, outcome)
+        return outcome
+
+    @staticmethod
+    def _push(context: Context, outcome: Any) -> None:
+        context["ti"].xcom_push(key="outcome", value=outcome)

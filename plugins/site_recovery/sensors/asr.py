@@ -91,6 +91,8 @@ class AsrJobSensor(AsrSensor):
     :param fail_on_partial_success: Fail when the job ends ``Succeeded``/``PartiallySucceeded``.
     :param wait_on_suspended: Keep waiting while the job is suspended for a manual action.
     :param cancel_on_kill: Cancel the job when a user marks or clears the deferred task (default: leave it).
+    :param suspend_at: Wait only until a recovery plan's job waits on this manual action (the task
+        name): done then, with the job's summary; fails when the job ends first.
 
     The other parameters are :class:`AsrSensor`'s and ``BaseSensorOperator``'s (``poke_interval``
     is the time between job reads; ``timeout`` fails with ``AirflowSensorTimeout``, no retries).
@@ -100,12 +102,13 @@ class AsrJobSensor(AsrSensor):
     operator_extra_links = (AsrJobLink(),)
 
     def __init__(self, *, job_name: str, fail_on_partial_success: bool = True, wait_on_suspended: bool = False,
-                 cancel_on_kill: bool = False, **kwargs: Any) -> None:
+                 cancel_on_kill: bool = False, suspend_at: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.job_name = job_name
         self.fail_on_partial_success = fail_on_partial_success
         self.wait_on_suspended = wait_on_suspended
         self.cancel_on_kill = cancel_on_kill
+        self.suspend_at = suspend_at
 
     @cached_property
     def _progress(self):
@@ -135,7 +138,7 @@ class AsrJobSensor(AsrSensor):
             end_time=time.time() + self.timeout, fail_on_partial_success=self.fail_on_partial_success,
             wait_on_suspended=self.wait_on_suspended,
             first_poll_delay=self.poke_interval,  # the job was just read above
-            cancel_on_kill=self.cancel_on_kill))
+            cancel_on_kill=self.cancel_on_kill, suspend_at=self.suspend_at))
 
     def poke(self, context: Context) -> PokeReturnValue:
         """Read the job once; done with its summary when it succeeded, raise when it failed."""
@@ -152,7 +155,7 @@ class AsrJobSensor(AsrSensor):
         for line in self._progress.update(summary):
             self.log.info("%s", line)
         event = job_event(summary, fail_on_partial_success=self.fail_on_partial_success,
-                          wait_on_suspended=self.wait_on_suspended)
+                          wait_on_suspended=self.wait_on_suspended, suspend_at=self.suspend_at)
         if event is None:
             return PokeReturnValue(is_done=False)
         return PokeReturnValue(is_done=True, xcom_value=self._finish(event))

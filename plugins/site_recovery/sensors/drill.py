@@ -1,4 +1,8 @@
-"""Sensor of the test failover drill (step 10): is the test VM up, and does it answer its probes?"""
+"""Sensors of the test failover drill (step 10): is the test VM up, and does it answer its probes?
+
+:class:`TestVmVerifiedSensor` verifies each drilled VM; :class:`PlanCheckSensor` runs a recovery
+plan's Airflow-side check between two groups, while the plan's job waits for it.
+"""
 
 from __future__ import annotations
 
@@ -15,12 +19,13 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
     from site_recovery.hooks.vmm import VmmScriptHook
     from site_recovery.records import JobSummary, TestVmCheck, VmTarget
-    from site_recovery.site import Site
+    from site_recovery.site import PlanAction, Probe, Site
 
 
 class TestVmVerifiedSensor(BaseSensorOperator):
     """
-    Wait until one VM's test VM runs with a heartbeat on the recovery VMM, then run the site's probes.
+    Wait until one VM's test VM runs with a heartbeat on the recovery VMM, then run the site's probes
+    (``drill.probes``).
 
     Each poke asks the recovery VMM once (``Get-TestVmStatus``); once the VM is healthy, the
     site file's probes that apply to it are run (``Test-TestVmEndpoint``) and the sensor is
@@ -77,6 +82,20 @@ class TestVmVerifiedSensor(BaseSensorOperator):
 
         return VmmScriptHook(self.site.recovery.vmm.psrp_conn_id)
 
+    @property
+    def vm_name(self) -> str:
+        """The VM whose test VM this sensor looks at."""
+        return self.vm_target.vm
+
+    def probes(self) -> list[Probe]:
+        """The probes to run once the test VM is healthy: the site file's that apply to the VM."""
+        from site_recovery.drill import probes_for
+
+        return probes_for(self.vm_name, self.site.drill.probes)
+
+    def verified(self, context: Context, check: TestVmCheck) -> None:
+        """Called once the test VM is verified, before the sensor ends."""
+
     def _job(self) -> JobSummary | None:
         from site_recovery.records import JobSummary
 
@@ -95,17 +114,17 @@ class TestVmVerifiedSensor(BaseSensorOperator):
         return self._first_look
 
     def poke(self, context: Context) -> bool | PokeReturnValue:
-        from site_recovery.drill import check_test_vm, name_of_test_vm, probes_for, utc_now
+        from site_recovery.drill import check_test_vm, name_of_test_vm, utc_now
         from site_recovery.records import ProbeResult, format_seconds
 
-        started, vm = self._started(context), self.vm_target.vm
+        started, vm = self._started(context), self.vm_name
         name = name_of_test_vm(vm, self._job())
         vmm = self.vmm
         status = vmm.run_script("Get-TestVmStatus", {"VmName": name})
         self.log.info("Test VM: %s.", status.summary())
         probes = []
         if status.healthy:
-            for probe in probes_for(vm, self.site.drill.probes):
+            for probe in self.probes():
                 answer = vmm.run_script("Test-TestVmEndpoint", {
                     "VmName": name, "Kind": probe.kind, "Port": probe.port,
                     **({"Path": probe.path} if probe.path else {})})
@@ -118,6 +137,7 @@ class TestVmVerifiedSensor(BaseSensorOperator):
             self._push(context, check)
             self.log.info("VM %r verified: the test VM runs, answers its heartbeat%s.", vm,
                           f" and passed {len(probes)} probe(s)" if probes else "")
+            self.verified(context, check)
             return PokeReturnValue(is_done=True, xcom_value=check)
         if status.healthy:
             self._push(context, check)
@@ -134,3 +154,53 @@ class TestVmVerifiedSensor(BaseSensorOperator):
     @staticmethod
     def _push(context: Context, check: TestVmCheck) -> None:
         context["ti"].xcom_push(key="verify", value=check)
+
+
+class PlanCheckSensor(TestVmVerifiedSensor):
+    """
+    A recovery plan's Airflow-side check, between two groups: probe one VM's test VM, then let the plan go on.
+
+    ASR has no such action, so the plan holds the check as a manual action (see
+    :mod:`site_recovery.recovery_plans`): the plan's job suspends there, the next group waits,
+    and this sensor runs once it does. It looks at the test VM as :class:`TestVmVerifiedSensor`
+    does (healthy, then the check's one probe) and, when the probe passes, resumes the job with a
+    comment saying what passed. A failed probe or a test VM not healthy in ``timeout`` fails the
+    drill (the job stays suspended; the drill's teardown cancels it and cleans up). Pushes its look
+    under ``verify`` like the verify sensor, for the report.
+
+    :param plan: The recovery plan's name.
+    :param check: The check's name in the plan (the ASR task the job waits on).
+    :param vm: The VM the check probes (the probe's ``vm``).
+    :param job_name: The plan's test failover job.
+    :param failover_job: The job as its wait last read it (names the test VMs).
+    """
+
+    template_fields: Sequence[str] = ("failover_job", "job_name")
+    ui_color = "#2f6f9f"
+
+    def __init__(self, *, site_name: str, plan: str, check: str, vm: str, job_name: Any, failover_job: Any = None,
+                 **kwargs: Any) -> None:
+        super().__init__(site_name=site_name, target=None, failover_job=failover_job, **kwargs)
+        self.plan, self.check, self.vm, self.job_name = plan, check, vm, job_name
+
+    @property
+    def vm_name(self) -> str:
+        return self.vm
+
+    @property
+    def action(self) -> PlanAction:
+        from site_recovery.tasks.drill import site_plan
+
+        return next(a for a in site_plan(self.site, self.plan).checks() if a.name.casefold() == self.check.casefold())
+
+    def probes(self) -> list[Probe]:
+        return [self.action.probe]
+
+    def verified(self, context: Context, check: TestVmCheck) -> None:
+        from site_recovery.tasks.drill import drill_hook
+
+        run = f"{context['dag'].dag_id} run {context['run_id']}"
+        comment = f"{self.check}: Airflow check passed in {run} ({'; '.join(p.detail for p in check.probes)})"
+        az = self.site.azure
+        drill_hook(self.site).resume_job(az.resource_group, az.vault_name, self.job_name, comment[:1024])
+        self.log.info("Recovery plan %s: check %r passed; ASR job %s resumed.", self.plan, self.check, self.job_name)

@@ -13,6 +13,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from airflow.sdk import get_current_context, task
+from airflow.sdk.exceptions import AirflowSkipException
 from site_recovery.deployment import selected
 from site_recovery.tasks.common import STEP_NOT_SELECTED, record, skip_step, sort_errors
 from site_recovery.vocabulary import DeployAction
@@ -109,6 +110,10 @@ def ensure_recovery_plans(site_name: str) -> list[StepRecord]:
     site = load_site_named(site_name)
     context = get_current_context()
     context["ti"].xcom_push(key="job_names", value=[])
+    if (context.get("params") or {}).get("dry_run"):  # the enable-replication DAG's dry run changes nothing
+        context["ti"].xcom_push(key="return_value", value=[
+            record(STEP, plan.name, DeployAction.SKIPPED, "dry run") for plan in site.recovery_plans])
+        raise AirflowSkipException("Dry run: the recovery plans are left as they are.")
     if not selected(context, STEP):
         skip_step(STEP, [record(STEP, plan.name, DeployAction.SKIPPED, STEP_NOT_SELECTED)
                          for plan in site.recovery_plans])

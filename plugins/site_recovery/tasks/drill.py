@@ -29,10 +29,11 @@ if TYPE_CHECKING:
         DrillGate,
         LeftoverCleanup,
         PairedCloud,
+        PlanDrillTarget,
         ProtectedItemSummary,
         VmTarget,
     )
-    from site_recovery.site import Site
+    from site_recovery.site import RecoveryPlan, Site
 
 log = logging.getLogger(__name__)
 #: The task whose ``gate`` XCom (a DrillGate) every later task reads.
@@ -97,13 +98,26 @@ def clean_leftovers(site_name: str) -> list[str]:
     from site_recovery.drill import has_leftover_test_failover
     from site_recovery.records import LeftoverCleanup
     from site_recovery.site import load_site_named
+    from site_recovery.vocabulary import AllowedOperation
 
     context = get_current_context()
     site = load_site_named(site_name)
     hook = drill_hook(site)
     leftovers: list[LeftoverCleanup] = []
+    cleaned_by_plan: set[str] = set()
+    for plan in site.recovery_plans:  # a plan's test failover is cleaned up as the plan, as it was run
+        held = hook.get_recovery_plan_or_none(site.azure.resource_group, site.azure.vault_name, plan.name)
+        if held is None or AllowedOperation.TEST_FAILOVER_CLEANUP not in held.allowed_operations:
+            continue
+        job = _clean_up_plan(hook, site, plan.name, f"Leftover of an earlier drill, cleaned up by "
+                                                    f"{_run_label(context)}")
+        detail = f"recovery plan {plan.name}'s test failover left by an earlier drill; cleaned up first" + (
+            f" (job {job})" if job else "")
+        log.warning("%s.", detail)
+        leftovers.append(LeftoverCleanup(vm=plan_cleanup_key(plan.name), detail=detail, job=job))
+        cleaned_by_plan |= {vm.casefold() for vm in plan.vms}
     for cloud, item in _items(hook, site):
-        if not has_leftover_test_failover(item):
+        if not has_leftover_test_failover(item) or (item.vm or "").casefold() in cleaned_by_plan:
             continue
         job = _start_cleanup(hook, site, cloud.fabric, cloud.container, item,
                              f"Leftover of an earlier drill, cleaned up by {_run_label(context)}")
@@ -153,7 +167,7 @@ def readiness_gate(site_name: str) -> list[VmTarget]:
     ready fails the run before any failover.
     """
     from site_recovery.drill import gate_reasons, utc_now
-    from site_recovery.records import DrillGate, GateSkip, LeftoverCleanup, VmTarget
+    from site_recovery.records import DrillGate, GateSkip, LeftoverCleanup
     from site_recovery.site import load_site_named
 
     context = get_current_context()
@@ -162,19 +176,38 @@ def readiness_gate(site_name: str) -> list[VmTarget]:
     hook = drill_hook(site)
     drill, now = site.drill, utc_now()
     wanted = {v.strip().casefold() for v in params.get("vms") or [] if v and v.strip()}
+    wanted_plans = {v.strip().casefold() for v in params.get("plans") or [] if v and v.strip()}
     items = _items(hook, site)
     unknown = sorted(wanted - {(item.vm or "").casefold() for _, item in items})
     if unknown:
         raise DeploymentCheckFailed(f"The run's vms parameter names VMs that are not protected in scope: "
                                     f"{', '.join(unknown)}. Protected in scope: "
                                     f"{', '.join(sorted(item.vm or item.name for _, item in items)) or 'none'}.")
+    in_plans = sorted(f"{vm} (plan {site.plan_of(vm).name})" for vm in wanted if site.plan_of(vm))
+    if in_plans:
+        raise DeploymentCheckFailed(f"The run's vms parameter names VMs of recovery plans, which are drilled as "
+                                    f"a whole: {', '.join(in_plans)}. Name their plans in the plans parameter.")
+    unknown = sorted(wanted_plans - {plan.name.casefold() for plan in site.recovery_plans})
+    if unknown:
+        raise DeploymentCheckFailed(f"The run's plans parameter names plans the site file does not have: "
+                                    f"{', '.join(unknown)}. Its plans: "
+                                    f"{', '.join(p.name for p in site.recovery_plans) or 'none'}.")
     network_id, network_name = _test_network(hook, site, params)
+    unattended = _unattended(context)
     ready: list[VmTarget] = []
     skipped: list[GateSkip] = []
     rows = []
+    members: dict[str, tuple[VmTarget, list[str]]] = {}
     for cloud, item in items:
         vm = item.vm or item.name
-        if wanted and vm.casefold() not in wanted:
+        plan = site.plan_of(vm)
+        if plan is not None:
+            if not (wanted_plans or wanted) or plan.name.casefold() in wanted_plans:
+                reasons = gate_reasons(item, allow_warning=drill.allow_warning_health,
+                                       max_age_seconds=drill.recovery_point_age_limit.total_seconds(), now=now)
+                members[vm.casefold()] = (_target(vm, cloud, item, network_id, network_name), reasons)
+            continue
+        if (wanted or wanted_plans) and vm.casefold() not in wanted:
             continue
         reasons = gate_reasons(item, allow_warning=drill.allow_warning_health,
                                max_age_seconds=drill.recovery_point_age_limit.total_seconds(), now=now)
@@ -182,24 +215,92 @@ def readiness_gate(site_name: str) -> list[VmTarget]:
         if reasons:
             skipped.append(GateSkip(vm=vm, reason="; ".join(reasons)))
         else:
-            ready.append(VmTarget(vm=vm, cloud=cloud.cloud, fabric=cloud.fabric, container=cloud.container,
-                                  item_name=item.name, protectable_item_id=item.protectable_item_id,
-                                  policy_id=cloud.policy_id, network_id=network_id, network=network_name))
+            ready.append(_target(vm, cloud, item, network_id, network_name))
+    plans = [_plan_gate(site, hook, plan, members, unattended, rows) for plan in site.recovery_plans
+             if not (wanted_plans or wanted) or plan.name.casefold() in wanted_plans]
+    for plan in plans:
+        if plan.skipped:
+            skipped += [GateSkip(vm=vm, reason=f"plan {plan.plan} skipped: {plan.skipped}")
+                        for vm in site_plan(site, plan.plan).vms]
     leftovers = context["ti"].xcom_pull(task_ids="clean_leftovers", key="leftovers") or []
-    gate = DrillGate(checked=len(rows), passed=len(ready), skipped=skipped,
-                     leftovers_cleaned=[LeftoverCleanup.model_validate(x) for x in leftovers],
-                     test_network=network_name, started_at=now, targets=ready)
+    drilled_plans = [plan for plan in plans if plan.skipped is None]
+    gate = DrillGate(checked=len(rows), passed=len(ready) + sum(len(p.members) for p in drilled_plans),
+                     skipped=skipped, leftovers_cleaned=[LeftoverCleanup.model_validate(x) for x in leftovers],
+                     test_network=network_name, started_at=now, targets=ready, plans=plans, unattended=unattended)
     context["ti"].xcom_push(key="gate", value=gate)
-    log.info("Readiness gate, site %s (test network: %s):\n%s", site.name, network_name or "none (isolated VMs)",
+    log.info("Readiness gate, site %s (test network: %s%s):\n%s", site.name, network_name or "none (isolated VMs)",
+             ", unattended" if unattended else "",
              table(["VM", "Cloud", "Gate", "Why not"], rows) if rows else "  (no protected VM in scope)")
     if skipped and drill.on_gate_failure == "fail":
         raise DrillFailed(f"{len(skipped)} VM(s) failed the readiness gate and drill.on_gate_failure is fail: "
                           + "; ".join(f"{s.vm}: {s.reason}" for s in skipped))
     if skipped:
         log.warning("%d VM(s) are skipped (drill.on_gate_failure: skip) and reported.", len(skipped))
-    if not ready:
+    if not ready and not drilled_plans:
         raise DrillFailed("No VM passed the readiness gate: there is nothing to drill.")
     return ready
+
+
+def _unattended(context: Any) -> bool:
+    """A scheduled run is unattended; so is a run whose ``unattended`` param asks to behave as one."""
+    run = context.get("dag_run")
+    return str(getattr(run, "run_type", "")) == "scheduled" or bool((context.get("params") or {}).get("unattended"))
+
+
+def _target(vm: str, cloud: PairedCloud, item: ProtectedItemSummary, network_id: str | None,
+            network_name: str | None) -> VmTarget:
+    from site_recovery.records import VmTarget
+
+    return VmTarget(vm=vm, cloud=cloud.cloud, fabric=cloud.fabric, container=cloud.container, item_name=item.name,
+                    item_id=item.id, protectable_item_id=item.protectable_item_id, policy_id=cloud.policy_id,
+                    network_id=network_id, network=network_name)
+
+
+def site_plan(site: Site, name: str) -> RecoveryPlan:
+    """The site file's plan of that name (the DAG is built from the same file, so it is there)."""
+    return next(plan for plan in site.recovery_plans if plan.name.casefold() == name.casefold())
+
+
+def _plan_gate(site: Site, hook: AzureSiteRecoveryHook, plan: RecoveryPlan,
+               members: dict[str, tuple[VmTarget, list[str]]], unattended: bool, rows: list) -> PlanDrillTarget:
+    """One plan at the gate: in the vault as the site file has it, every member ready, and who confirms its actions."""
+    from site_recovery.records import PlanDrillTarget
+    from site_recovery.recovery_plans import desired_groups, plan_differences
+
+    reasons, targets, ids, names = [], [], {}, {}
+    for vm in plan.vms:
+        found = members.get(vm.casefold())
+        if found is None:
+            reasons.append(f"{vm}: not protected in scope")
+            rows.append([vm, f"plan {plan.name}", "NOT READY", "not protected in scope"])
+            continue
+        target, why = found
+        rows.append([vm, f"plan {plan.name}", "ready" if not why else "NOT READY", "; ".join(why)])
+        if why:
+            reasons.append(f"{vm}: {'; '.join(why)}")
+        targets.append(target)
+    if not reasons:
+        held = hook.get_recovery_plan_or_none(site.azure.resource_group, site.azure.vault_name, plan.name)
+        if held is None:
+            reasons.append(f"recovery plan {plan.name} is not in vault {site.azure.vault_name}: run the deployment "
+                           "(or enable replication) first")
+        else:
+            for target in targets:
+                ids[target.vm.casefold()] = target.item_id or ""
+                names[(target.item_id or "").casefold()] = target.vm
+            diffs = plan_differences(desired_groups(plan, ids), held, names)
+            if diffs:
+                reasons.append(f"the vault's plan differs from the site file ({'; '.join(diffs)}): run the "
+                               "deployment to update it")
+            elif held.scenario_job:
+                reasons.append(f"ASR job {held.scenario_job} runs on the plan")
+    if not reasons and unattended and plan.has_manual_actions and plan.unattended == "skip":
+        reasons.append("unattended drill, and the plan's manual actions need a person (unattended: skip)")
+    auto = unattended and plan.has_manual_actions and plan.unattended == "auto_confirm"
+    if reasons:
+        log.warning("Recovery plan %s is skipped: %s.", plan.name, "; ".join(reasons))
+    return PlanDrillTarget(plan=plan.name, members=targets if not reasons else [], auto_confirm=auto,
+                           skipped="; ".join(reasons) or None)
 
 
 # ---------------------------------------------------------------------------------- cleanup
@@ -220,6 +321,11 @@ def start_cleanup(site_name: str) -> list[str]:
     hook, az = drill_hook(site), site.azure
     gate = pulled_gate(context["ti"])
     jobs: dict[str, str] = {}
+    for plan in gate.plans if gate else []:
+        if plan.skipped is None:
+            job = _clean_up_plan(hook, site, plan.plan, f"Drill cleanup by {_run_label(context)}")
+            if job:
+                jobs[plan_cleanup_key(plan.plan)] = job
     for t in gate.targets if gate else []:
         args = (az.resource_group, az.vault_name, t.fabric, t.container, t.item_name)
         item = summarize_protected_item(hook.get_protected_item(*args))
@@ -238,28 +344,61 @@ def start_cleanup(site_name: str) -> list[str]:
     return list(jobs.values())
 
 
-def _end_running_test_failover(hook: AzureSiteRecoveryHook, site: Site, args: tuple,
-                               item: ProtectedItemSummary) -> ProtectedItemSummary:
-    """If the item's test failover job still runs (the drill was stopped), cancel it and wait for it to end."""
-    from site_recovery.hooks.asr import summarize_job, summarize_protected_item
+def plan_cleanup_key(plan: str) -> str:
+    """How ``cleanup_jobs`` names a plan's cleanup (VMs are named as they are)."""
+    return f"plan {plan}"
 
-    az, job = site.azure, item.running_test_failover_job
+
+def _clean_up_plan(hook: AzureSiteRecoveryHook, site: Site, plan: str, comment: str) -> str | None:
+    """Clean up a plan's test failover (ending its job first if it still runs); the cleanup job, or None."""
+    from site_recovery.vocabulary import AllowedOperation
+
+    az = site.azure
+    held = hook.get_recovery_plan_or_none(az.resource_group, az.vault_name, plan)
+    if held is None:
+        return None
+    if held.scenario_job:
+        _end_job(hook, site, held.scenario_job, f"recovery plan {plan}")
+        held = hook.get_recovery_plan_or_none(az.resource_group, az.vault_name, plan)
+    if held is None or AllowedOperation.TEST_FAILOVER_CLEANUP not in held.allowed_operations:
+        log.info("Recovery plan %r: nothing to clean up.", plan)
+        return None
+    job = hook.recovery_plan_test_failover_cleanup(az.resource_group, az.vault_name, plan,
+                                                   {"properties": {"comments": comment[:1024]}})
+    log.info("Recovery plan %r: test failover cleanup started (job %s).", plan, job)
+    return job
+
+
+def _end_job(hook: AzureSiteRecoveryHook, site: Site, job: str, what: str) -> None:
+    """A drill job that still runs (the drill was stopped, a manual action refused): cancel it, wait for its end."""
+    from site_recovery.hooks.asr import summarize_job
+
+    az = site.azure
     summary = summarize_job(hook.get_job(az.resource_group, az.vault_name, job))
     if summary.ended:
-        # Read the item again: the job may have ended (been cancelled by the stopped wait) after
-        # the item was read, and only the item as it is now says whether a test VM is left.
-        return summarize_protected_item(hook.get_protected_item(*args))
+        return
     if summary.cancellable:
-        log.warning("VM %r: the drill was stopped while its test failover ran; cancelling job %s.", item.vm, job)
+        log.warning("%s: its test failover job %s still runs (%s); cancelling it.", what, job, summary.state)
         hook.cancel_job(az.resource_group, az.vault_name, job)
     deadline = time.time() + site.timeouts.asr_job.total_seconds()
     while time.time() < deadline:
-        summary = summarize_job(hook.get_job(az.resource_group, az.vault_name, job))
-        if summary.ended:
-            return summarize_protected_item(hook.get_protected_item(*args))
+        if summarize_job(hook.get_job(az.resource_group, az.vault_name, job)).ended:
+            return
         time.sleep(min(site.timeouts.poll_interval.total_seconds(), 10))
-    raise DrillFailed(f"VM {item.vm!r}: its test failover job {job} did not end within {site.timeouts.asr_job}; "
+    raise DrillFailed(f"{what}: its test failover job {job} did not end within {site.timeouts.asr_job}; "
                       "clean it up by hand once it has (Cleanup test failover in the vault).")
+
+
+def _end_running_test_failover(hook: AzureSiteRecoveryHook, site: Site, args: tuple,
+                               item: ProtectedItemSummary) -> ProtectedItemSummary:
+    """If the item's test failover job still runs (the drill was stopped), cancel it and wait for it to end.
+
+    The item is read again afterwards: only the item as it is now says whether a test VM is left.
+    """
+    from site_recovery.hooks.asr import summarize_protected_item
+
+    _end_job(hook, site, item.running_test_failover_job, f"VM {item.vm!r}")
+    return summarize_protected_item(hook.get_protected_item(*args))
 
 
 @task(trigger_rule="all_done")
@@ -281,7 +420,7 @@ def verify_cleanup(site_name: str) -> CleanupProof:
     gate = pulled_gate(context["ti"])
     vmm = _recovery_vmm(site)
     in_failover, test_vms, per_vm = [], [], {}
-    for t in gate.targets if gate else []:
+    for t in gate.drilled if gate else []:
         item = summarize_protected_item(hook.get_protected_item(az.resource_group, az.vault_name, t.fabric,
                                                                  t.container, t.item_name))
         status = vmm.run_script("Get-TestVmStatus", {"VmName": name_of_test_vm(t.vm)})

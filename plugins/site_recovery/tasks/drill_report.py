@@ -15,12 +15,23 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import get_current_context
 from site_recovery.exceptions import DrillFailed
+from site_recovery.site_dags import slug
 from site_recovery.tasks.drill import drill_hook, pulled_gate
 
 if TYPE_CHECKING:
     from airflow.sdk import Asset
-    from site_recovery.records import DrillOutcomeSummary, DrillReport, JobSummary, TaskTiming, VmTarget
-    from site_recovery.site import Site
+    from site_recovery.records import (
+        CleanupProof,
+        DrillOutcomeSummary,
+        DrillReport,
+        JobSummary,
+        PlanDrillResult,
+        PlanDrillTarget,
+        TaskTiming,
+        VmDrillResult,
+        VmTarget,
+    )
+    from site_recovery.site import RecoveryPlan, Site
 
 log = logging.getLogger(__name__)
 #: The task group mapped over the gate's targets.
@@ -63,8 +74,11 @@ def _records(record: type, values: list[Any]) -> list[Any]:
     return [None if value is None else record.model_validate(value) for value in values]
 
 
-def _task_timings(ti: Any, context: Any, targets: list[VmTarget]) -> list[TaskTiming]:
-    """State and duration of every task of the run that has ended, mapped ones labelled by VM."""
+def _task_timings(ti: Any, context: Any, targets: dict[str, list[VmTarget]]) -> list[TaskTiming]:
+    """State and duration of every task of the run that has ended, mapped ones labelled by VM.
+
+    ``targets``: the VMs each mapped task group is mapped over, by group id.
+    """
     from site_recovery.records import TaskTiming
 
     try:
@@ -75,7 +89,8 @@ def _task_timings(ti: Any, context: Any, targets: list[VmTarget]) -> list[TaskTi
     rows = []
     for crumb in crumbs:
         index = crumb.get("map_index")
-        label = targets[index].vm if isinstance(index, int) and 0 <= index < len(targets) else None
+        mapped = targets.get(str(crumb.get("task_id") or "").split(".", 1)[0], [])
+        label = mapped[index].vm if isinstance(index, int) and 0 <= index < len(mapped) else None
         rows.append(TaskTiming(task_id=crumb.get("task_id"), map_index=label, state=crumb.get("state"),
                                duration_seconds=crumb.get("duration")))
     return rows
@@ -121,6 +136,11 @@ def build_report(site: Site, context: Any) -> DrillReport:
                              cleaned=proof.per_vm.get(target.vm) if proof else None,
                              rto_target=site.drill.rto_target.total_seconds(),
                              rpo_target=site.drill.rpo_target.total_seconds()))
+    plans = []
+    for plan in gate.plans if gate else []:
+        plan_vms, section = _plan_results(site, ti, plan, proof, cleanup_names, cleanup_jobs)
+        vms += plan_vms
+        plans.append(section)
     vms += [skipped_result(skip.vm, skip.reason) for skip in (gate.skipped if gate else [])]
     cleanup_proof = proof or CleanupProof(incomplete=True)
     verdict, reasons = verdict_of(vms, cleanup_proof, site.drill.on_gate_failure == "fail")
@@ -136,9 +156,58 @@ def build_report(site: Site, context: Any) -> DrillReport:
         test_network=gate.test_network if gate else None, recovery_vmm=site.recovery.vmm.fqdn,
         gate=GateSummary(checked=gate.checked, passed=gate.passed, skipped=gate.skipped,
                          leftovers_cleaned=gate.leftovers_cleaned) if gate else GateSummary(),
-        vms=vms, cleanup_proof=cleanup_proof.model_copy(update={"per_vm": {}}),
-        tasks=_task_timings(ti, context, targets),
+        vms=vms, plans=plans, cleanup_proof=cleanup_proof.model_copy(update={"per_vm": {}}),
+        tasks=_task_timings(ti, context, {GROUP: targets, **{f"drill_plan_{slug(p.plan)}": p.members
+                                                               for p in (gate.plans if gate else [])}}),
     )
+
+
+def _plan_results(site: Site, ti: Any, plan: PlanDrillTarget, proof: CleanupProof | None,
+                  cleanup_names: dict[str, str], cleanup_jobs: dict[str, JobSummary],
+                  ) -> tuple[list[VmDrillResult], PlanDrillResult]:
+    """A drilled plan's members as VM results (the plan's job is each one's test failover), and its section."""
+    from site_recovery.drill import plan_result, vm_result
+    from site_recovery.hooks.asr import summarize_job
+    from site_recovery.records import JobSummary, ManualActionOutcome, TestVmCheck
+    from site_recovery.tasks.drill import plan_cleanup_key, site_plan
+
+    defined = site_plan(site, plan.plan)
+    group = f"drill_plan_{slug(plan.plan)}"
+    if plan.skipped is not None:
+        return [], plan_result(defined, job=None, verifies={}, outcomes=[], skipped=plan.skipped,
+                               rto_target=_plan_rto_target(site, defined))
+    job = ti.xcom_pull(task_ids=f"{group}.wait_test_failover")
+    job = JobSummary.model_validate(job) if job else None
+    job_name = ti.xcom_pull(task_ids=f"{group}.test_failover", key="job_name")
+    if job is None and job_name:
+        # The wait failed, so it returned nothing: read the job to report ASR's own words.
+        job = summarize_job(drill_hook(site).get_job(site.azure.resource_group, site.azure.vault_name, job_name))
+    n = len(plan.members)
+    pulled = ti.xcom_pull(task_ids=f"{group}.verify_test_vm", key="verify", map_indexes=list(range(n))) if n else []
+    pulled = pulled if isinstance(pulled, list) else [pulled]
+    verifies = {t.vm: TestVmCheck.model_validate(v) for t, v in zip(plan.members, pulled, strict=False) if v}
+    outcomes = []
+    for action in defined.manual_actions():
+        outcome = ti.xcom_pull(task_ids=f"{group}.manual_{slug(action.name)}", key="outcome")
+        if outcome:
+            outcomes.append(ManualActionOutcome.model_validate(outcome))
+    checks = {}
+    for action in defined.checks():
+        look = ti.xcom_pull(task_ids=f"{group}.check_{slug(action.name)}", key="verify")
+        if look:
+            checks[action.name] = TestVmCheck.model_validate(look)
+    cleanup_name = cleanup_names.get(plan_cleanup_key(plan.plan))
+    cleanup = cleanup_jobs.get(cleanup_name) if cleanup_name else None
+    vms = [vm_result(t, failover_job=job, verify=verifies.get(t.vm), cleanup_job=cleanup,
+                     cleaned=proof.per_vm.get(t.vm) if proof else None,
+                     rto_target=_plan_rto_target(site, defined), rpo_target=site.drill.rpo_target.total_seconds())
+           for t in plan.members]
+    return vms, plan_result(defined, job=job, verifies=verifies, outcomes=outcomes, skipped=None,
+                            rto_target=_plan_rto_target(site, defined), member_results=vms, checks=checks)
+
+
+def _plan_rto_target(site: Site, plan: RecoveryPlan) -> float:
+    return (plan.rto_target or site.drill.rto_target).total_seconds()
 
 
 def drill_report(site_name: str) -> DrillOutcomeSummary:

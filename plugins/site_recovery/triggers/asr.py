@@ -25,16 +25,32 @@ def _event(reason: WaitReason, message: str, summary: JobSummary) -> WaitEvent:
     return WaitEvent(reason=reason, message=message, job=summary)
 
 
-def job_event(summary: JobSummary, *, fail_on_partial_success: bool, wait_on_suspended: bool) -> WaitEvent | None:
+def job_event(summary: JobSummary, *, fail_on_partial_success: bool, wait_on_suspended: bool,
+              suspend_at: str | None = None) -> WaitEvent | None:
     """
     Decide a job wait from one read of the job: its event, or None while the job should be awaited.
 
     :param summary: The job as :func:`~site_recovery.hooks.asr.summarize_job` read it.
     :param fail_on_partial_success: Treat ``Succeeded`` with ``PartiallySucceeded`` as a failure.
     :param wait_on_suspended: Keep waiting on a ``Suspended`` job (it waits for a manual action).
-    :return: A ``succeeded`` or ``failed`` event, or None.
+    :param suspend_at: The manual action (task name) a recovery plan's job is awaited to reach: the
+        wait ends ``suspended`` once the job waits on it, and ``failed`` when the job ends first or
+        waits on another one.
+    :return: A ``succeeded``, ``suspended`` or ``failed`` event, or None.
     """
     state, label = summary.state, summary.label
+    if suspend_at is not None:
+        waiting = [task.label for task in summary.tasks if task.state == AsrJobState.SUSPENDED]
+        if state is AsrJobState.SUSPENDED and suspend_at in waiting:
+            return _event(WaitReason.SUSPENDED, f"{label} waits for the manual action {suspend_at!r}.", summary)
+        if state is AsrJobState.SUSPENDED:
+            return _event(WaitReason.FAILED, f"{label} waits for the manual action(s) {', '.join(map(repr, waiting))}"
+                                             f", not {suspend_at!r}.", summary)
+        if summary.ended:
+            outcome = state.value.lower() if state else "ended"
+            return _event(WaitReason.FAILED, f"{label} {outcome} before reaching the manual action {suspend_at!r}"
+                                             f"{_errors_text(summary)}", summary)
+        return None
     if state is AsrJobState.SUCCEEDED:
         if not summary.partially_succeeded:
             took = f" in {summary.duration_seconds:.0f}s" if summary.duration_seconds is not None else ""
@@ -72,12 +88,14 @@ class JobProgress:
             self.job_state = summary.state
             lines.append(f"{summary.label} is {summary.state}.")
         for index, task in enumerate(summary.tasks):
-            key = task.name or str(index)
+            # A plan's job repeats task names (each group's "start VMs" task): its position tells them apart.
+            key = f"{index}:{task.name}"
             if self.task_states.get(key, "") == task.state:
                 continue
             self.task_states[key] = task.state
             after = f" after {task.duration_seconds:.0f}s" if task.duration_seconds is not None else ""
-            lines.append(f"Task {task.label!r} is {task.state}{after}.")
+            vms = f" ({', '.join(task.vms)})" if task.vms else ""
+            lines.append(f"Task {task.label!r}{vms} is {task.state}{after}.")
         return lines
 
 
@@ -90,6 +108,7 @@ class AsrJobTrigger(AsrPollTrigger):
     :param job_name: ASR job name (a GUID).
     :param fail_on_partial_success: Treat a ``PartiallySucceeded`` job as a failure.
     :param wait_on_suspended: Keep waiting on a suspended job instead of failing.
+    :param suspend_at: End the wait (``suspended``) when the job waits on this manual action (see :func:`job_event`).
     :param cancel_on_kill: Cancel the job when a user stops the waiting task. Airflow calls ``on_kill``
         on mark-failed, mark-success *and* clear alike, so only waits whose job may be abandoned
         (a drill's test failover) set it; a deployment's or an enable's job must survive a clear.
@@ -109,6 +128,7 @@ class AsrJobTrigger(AsrPollTrigger):
         wait_on_suspended: bool = False,
         first_poll_delay: float = 0,
         cancel_on_kill: bool = False,
+        suspend_at: str | None = None,
     ) -> None:
         super().__init__(azure_conn_id=azure_conn_id, resource_group_name=resource_group_name,
                          vault_name=vault_name, poll_interval=poll_interval, end_time=end_time,
@@ -117,6 +137,7 @@ class AsrJobTrigger(AsrPollTrigger):
         self.fail_on_partial_success = fail_on_partial_success
         self.wait_on_suspended = wait_on_suspended
         self.cancel_on_kill = cancel_on_kill
+        self.suspend_at = suspend_at
         self._summary: JobSummary | None = None
         self._progress = JobProgress()
 
@@ -126,7 +147,8 @@ class AsrJobTrigger(AsrPollTrigger):
 
     def serialize_kwargs(self) -> dict[str, Any]:
         return {"job_name": self.job_name, "fail_on_partial_success": self.fail_on_partial_success,
-                "wait_on_suspended": self.wait_on_suspended, "cancel_on_kill": self.cancel_on_kill}
+                "wait_on_suspended": self.wait_on_suspended, "cancel_on_kill": self.cancel_on_kill,
+                "suspend_at": self.suspend_at}
 
     def _last_seen(self) -> JobSummary:
         from site_recovery.records import JobSummary
@@ -140,7 +162,7 @@ class AsrJobTrigger(AsrPollTrigger):
         for line in self._progress.update(self._summary):
             self.log.info("%s", line)
         return job_event(self._summary, fail_on_partial_success=self.fail_on_partial_success,
-                         wait_on_suspended=self.wait_on_suspended)
+                         wait_on_suspended=self.wait_on_suspended, suspend_at=self.suspend_at)
 
     def timeout_event(self) -> WaitEvent:
         return timeout_event(self._last_seen(), self.end_time)

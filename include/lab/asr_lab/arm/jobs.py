@@ -227,7 +227,8 @@ class JobRunner:
         task = job.tasks[job.current]
         task.state, task.state_description, task.end_time = "Succeeded", "Completed", at
         job.state, job.state_description = "InProgress", "InProgress"
-        job.plan = None
+        if job.plan is not None and job.plan.task == job.current:
+            job.plan = None  # the fault that suspended it is spent; a fault planned for a later task still holds
         self._on_event(job, "task_done", job.current)
         job.current += 1
         self._enter_task(job, at)
