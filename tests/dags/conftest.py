@@ -7,7 +7,10 @@ import logging
 
 import pytest
 
-from tests.dags.runs import dag_runner
+from tests.dags.runs import dag_runner, states
+
+#: what a drill must never send: a real failover, its commit, a reprotect, a cancel of a failover, a removal
+FORBIDDEN = ("/plannedFailover", "/unplannedFailover", "/failoverCommit", "/reProtect", "/failoverCancel", "/remove")
 
 
 @pytest.fixture
@@ -28,6 +31,34 @@ def connections(lab, airflow_db, monkeypatch):
 @pytest.fixture
 def deploy(connections):
     return dag_runner("asr_deploy__lab")
+
+
+@pytest.fixture
+def reports(tmp_path, monkeypatch):
+    """The drill reports' folder (``[site_recovery] reports_folder``), one per test."""
+    folder = tmp_path / "reports"
+    monkeypatch.setenv("AIRFLOW__SITE_RECOVERY__REPORTS_FOLDER", str(folder))
+    return folder
+
+
+@pytest.fixture
+def protect_for_drill(lab, connections, site_file, deploy, reports):
+    """``protect(changes)``: the lab site file with ``changes``, deployed and its VMs protected by the two DAGs
+    before a drill; returns the lab. Whatever the drill test did, the lab must end with nothing left of any
+    drill, and no drill may have sent a real failover, commit or reprotect."""
+
+    def protect(changes: dict):
+        site_file(changes)
+        assert deploy().state == "success"
+        enabled = dag_runner("asr_enable_replication__lab")()
+        assert enabled.state == "success", states(enabled)
+        return lab
+
+    yield protect
+    state = lab.state()
+    assert state["inTestFailover"] == [] and state["testVms"] == [], (state["inTestFailover"], state["testVms"])
+    sent = [f"{r['method']} {r['path']}" for r in lab.requests(mutating=True)]
+    assert not [r for r in sent if r.endswith(FORBIDDEN)], "a drill must never fail over, commit or reprotect"
 
 
 @pytest.fixture

@@ -12,32 +12,15 @@ from tests.labflows import RESOURCE_GROUP, VAULT, Runbook, asr_client, vault_cli
 
 pytestmark = pytest.mark.lab
 DAG_ID = "asr_test_failover_drill__lab"
-FORBIDDEN = ("/plannedFailover", "/unplannedFailover", "/failoverCommit", "/reProtect", "/failoverCancel", "/remove")
 #: Waits made short; the lab site without its recovery plans, so each VM is drilled on its own here
 #: (tests/dags/test_asr_plan_drill.py drills the plans).
 FAST = {"timeouts.poll_interval": "1s", "drill.verify_timeout": "5s", "recovery_plans": []}
 
 
 @pytest.fixture
-def reports(tmp_path, monkeypatch):
-    folder = tmp_path / "reports"
-    monkeypatch.setenv("AIRFLOW__SITE_RECOVERY__REPORTS_FOLDER", str(folder))
-    return folder
-
-
-@pytest.fixture
-def protected(lab, connections, site_file, deploy, reports):
+def protected(protect_for_drill):
     """The lab site deployed and its VMs protected by the two DAGs before it, drills made fast."""
-    site_file(FAST)
-    assert deploy().state == "success"
-    enabled = dag_runner("asr_enable_replication__lab")()
-    assert enabled.state == "success", states(enabled)
-    yield lab
-    # Whatever a drill test did, the lab must end with nothing left of any drill.
-    state = lab.state()
-    assert state["inTestFailover"] == [] and state["testVms"] == [], (state["inTestFailover"], state["testVms"])
-    sent = [f"{r['method']} {r['path']}" for r in lab.requests(mutating=True)]
-    assert not [r for r in sent if r.endswith(FORBIDDEN)], "a drill must never fail over, commit or reprotect"
+    return protect_for_drill(FAST)
 
 
 def drill(**conf):

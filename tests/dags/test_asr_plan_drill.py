@@ -15,7 +15,7 @@ import time
 import pytest
 
 from tests.dags.runs import dag_runner, states
-from tests.dags.test_asr_drill_dag import FORBIDDEN, outcome_of, report_of
+from tests.dags.test_asr_drill_dag import outcome_of, report_of
 
 pytestmark = pytest.mark.lab
 DAG_ID = "asr_test_failover_drill__lab"
@@ -27,24 +27,9 @@ FAST = {"timeouts.poll_interval": "1s", "drill.verify_timeout": "5s"}
 
 
 @pytest.fixture
-def reports(tmp_path, monkeypatch):
-    folder = tmp_path / "reports"
-    monkeypatch.setenv("AIRFLOW__SITE_RECOVERY__REPORTS_FOLDER", str(folder))
-    return folder
-
-
-@pytest.fixture
-def planned(lab, connections, site_file, deploy, reports):
+def planned(protect_for_drill):
     """The lab site deployed, its VMs protected and its plans created by the DAGs before the drill."""
-    site_file(FAST)
-    assert deploy().state == "success"
-    enabled = dag_runner("asr_enable_replication__lab")()
-    assert enabled.state == "success", states(enabled)
-    yield lab
-    state = lab.state()
-    assert state["inTestFailover"] == [] and state["testVms"] == [], (state["inTestFailover"], state["testVms"])
-    sent = [f"{r['method']} {r['path']}" for r in lab.requests(mutating=True)]
-    assert not [r for r in sent if r.endswith(FORBIDDEN)], "a drill must never fail over, commit or reprotect"
+    return protect_for_drill(FAST)
 
 
 def drill(**conf):
@@ -295,3 +280,17 @@ def test_a_failing_check_holds_the_next_group_and_fails_the_drill(planned, site_
     assert groups["Group 1: Start virtual machines"]["state"] == "Succeeded"
     assert groups["Group 2: Start virtual machines"]["start"] is None  # held: never booted
     assert report["cleanup_proof"]["incomplete"] is False
+
+
+def test_a_plan_with_a_member_not_ready_is_skipped_as_a_whole_with_the_reason(planned, reports):
+    planned.set_replication("APP-ERP-02", paused=True, lag_seconds=7200)
+    since = planned.last_request_seq()
+    run = drill(plans=["order-portal"], unattended=True)
+    assert run.state == "failed"  # nothing was drilled: the drill proved nothing
+    report = report_of(run)
+    portal = plan_of(report, "order-portal")
+    assert portal["outcome"] == "skipped" and portal["error"].startswith("APP-ERP-02: ")
+    assert {s["vm"] for s in report["gate"]["skipped"]} == {"SQL-PRD-01", "APP-ERP-01", "APP-ERP-02",
+                                                            "WEB-PORTAL-01"}
+    assert plan_jobs(planned, since) == []  # a plan is drilled whole or not at all
+    planned.set_replication("APP-ERP-02", paused=False)

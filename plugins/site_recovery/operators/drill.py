@@ -116,9 +116,10 @@ class ManualActionOperator(HITLOperator):
     Runs once the plan's job waits on the action (ASR suspends it). The task waits for a person in
     the awaiting-input state, with the site file's instructions, its approvers as the assigned
     users and its timeout. Confirm resumes the ASR job with a comment naming who confirmed and the
-    run; Reject, or no answer in time, fails the task and the drill, and the drill's teardown
-    cancels the suspended job and cleans up. An unattended drill of a plan whose site file says
-    ``unattended: auto_confirm`` does not wait: it confirms by itself, and the report says so.
+    run; Reject, or no answer in time, fails the task for good (no retry: an answer is final) and
+    the drill, and the drill's teardown cancels the suspended job and cleans up. An unattended
+    drill of a plan whose site file says ``unattended: auto_confirm`` does not wait: it confirms by
+    itself, and the report says so.
     Returns (and pushes as ``outcome`` whatever the answer) a
     :class:`~site_recovery.records.ManualActionOutcome`.
 
@@ -136,7 +137,6 @@ class ManualActionOperator(HITLOperator):
 
     def __init__(self, *, site_name: str, plan: str, action: str, instructions: str, approvers: list[str],
                  job_name: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("retries", 0)  # an answer is final: a retry would ask the same person again
         super().__init__(
             subject=f"Recovery plan {plan}: {action}", options=[self.CONFIRM, self.REJECT],
             body=(f"The drill of recovery plan **{plan}** waits for this manual action (the plan's ASR job is "

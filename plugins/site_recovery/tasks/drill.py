@@ -378,7 +378,8 @@ def _end_job(hook: AzureSiteRecoveryHook, site: Site, job: str, what: str) -> No
     if summary.ended:
         return
     if summary.cancellable:
-        log.warning("%s: its test failover job %s still runs (%s); cancelling it.", what, job, summary.state)
+        log.warning("%s: the drill was stopped while its test failover ran (%s); cancelling job %s.", what,
+                    summary.state, job)
         hook.cancel_job(az.resource_group, az.vault_name, job)
     deadline = time.time() + site.timeouts.asr_job.total_seconds()
     while time.time() < deadline:
