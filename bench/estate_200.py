@@ -110,14 +110,17 @@ def _unprotectable(vm: dict) -> bool:
     return vm.get("fibre_channel_adapter") or any(d.get("shared") or d.get("passthrough") for d in vm["disks"])
 
 
-def build_site(name: str = "bench", max_concurrent: int = 20, poll_interval: str = "30s") -> dict:
-    """include/sites/lab.yaml with every VM of both clouds in scope (no exclusions)."""
+def build_site(name: str = "bench", max_concurrent: int = 20, poll_interval: str = "30s",
+               recovery_plans: list[dict] | None = None) -> dict:
+    """include/sites/lab.yaml with every VM of both clouds in scope (no exclusions) and the given
+    recovery plans (default none: every VM is drilled on its own)."""
     site = yaml.safe_load(LAB_SITE.read_text())
     site["name"] = name
     site["description"] = "Benchmark copy of the lab site: every VM of Gold-Prod and Silver-Prod in scope."
     site["scope"]["vms"] = [{"cloud": "Gold-Prod", "include": ["*"]}, {"cloud": "Silver-Prod", "include": ["*"]}]
     site["scope"]["max_concurrent_initial_replications"] = max_concurrent
     site["timeouts"]["poll_interval"] = poll_interval
+    site["recovery_plans"] = recovery_plans or []
     return site
 
 

@@ -18,6 +18,11 @@ Drill, 200 VMs, time scale 0 (bench/drill.py): the test failover drill DAG on th
 VMs protected first; wall time, ARM requests and WinRM invocations per VM, and how long after ASR
 ended a job the DAG noticed it (last job, and per VM its test failover).
 
+Plan drill, 200 VMs (bench/plan_drill.py): the same estate in 2 recovery plans of 100 VMs, drilled
+as plans and then one by one, at lab time scale 1 (a VM's test failover takes minutes, as in
+ASR); wall time, task instances, ARM requests, and wall time over the critical path (what ASR's
+own jobs took; goal for the plan drill: <= 1.1).
+
 Figures are printed and written to bench/results/latest.json; ``--only PART`` runs one part
 and updates only its figures there.
 """
@@ -119,7 +124,7 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-PARTS = ("lab", "dag-parse", "enable-replication", "drill")
+PARTS = ("lab", "dag-parse", "enable-replication", "drill", "plan-drill")
 
 
 def enable_replication(args) -> dict:
@@ -140,15 +145,29 @@ def drill(args) -> dict:
     """The drill DAG on 200 protected VMs, time scale 0, with a real scheduler, triggerer and LocalExecutor."""
     from bench.drill import run_bench, summary
 
+    return _kept_on_failure("drill", lambda tmp: run_bench(
+        tmp, vms=args.drill_vms, poll_interval=args.drill_poll_interval, enable_with=args.drill_enable_with), summary)
+
+
+def plan_drill(args) -> dict:
+    """200 VMs drilled in 2 recovery plans, then one by one, at lab time scale 1 (bench/plan_drill.py)."""
+    from bench.plan_drill import run_bench, summary
+
+    return _kept_on_failure("plan-drill", lambda tmp: run_bench(
+        tmp, vms=args.drill_vms, poll_interval=args.plan_drill_poll_interval, time_scale=args.plan_drill_time_scale),
+        summary)
+
+
+def _kept_on_failure(part: str, run, summary) -> dict:
+    """Run a part in a temporary folder, removed once it succeeded and kept (lab and Airflow logs) when it failed."""
     import shutil
 
     started = time.monotonic()
-    tmp = tempfile.mkdtemp(prefix="asr-bench-drill-")
+    tmp = tempfile.mkdtemp(prefix=f"asr-bench-{part}-")
     try:
-        figures = run_bench(Path(tmp), vms=args.drill_vms, poll_interval=args.drill_poll_interval,
-                            enable_with=args.drill_enable_with)
+        figures = run(Path(tmp))
     except BaseException:
-        print(f"drill bench failed; its lab and Airflow logs are kept in {tmp}", flush=True)
+        print(f"{part} bench failed; its lab and Airflow logs are kept in {tmp}", flush=True)
         raise
     shutil.rmtree(tmp, ignore_errors=True)
     figures["bench_seconds"] = round(time.monotonic() - started, 1)
@@ -177,6 +196,10 @@ def main() -> int:
     parser.add_argument("--drill-enable-with", choices=("sdk", "dag"), default="sdk",
                         help="protect the VMs before the drill with the SDK (about a second) or the "
                              "enable-replication DAG (about ten minutes for 200 VMs)")
+    parser.add_argument("--plan-drill-poll-interval", default="30s",
+                        help="timeouts.poll_interval of the plan drill's site files (production: 30s)")
+    parser.add_argument("--plan-drill-time-scale", type=float, default=1.0,
+                        help="lab time scale of the two drills (1: a VM's test failover takes 2 min 37 s)")
     args = parser.parse_args()
     parts = args.only or list(PARTS)
     sys.path.insert(0, str(REPO))
@@ -204,6 +227,10 @@ def main() -> int:
     if "drill" in parts:
         print(f"drill, {args.drill_vms} VMs: one run under airflow standalone, about 10 minutes ...", flush=True)
         results["drill"] = drill(args)
+    if "plan-drill" in parts:
+        print(f"plan drill, {args.drill_vms} VMs in 2 plans then one by one, at lab time scale "
+              f"{args.plan_drill_time_scale:g}: two runs under airflow standalone, about 30 minutes ...", flush=True)
+        results["plan_drill"] = plan_drill(args)
     RESULTS.mkdir(parents=True, exist_ok=True)
     if args.only and latest.exists():
         # A long part may have run while another bench updated latest.json: keep its figures.
