@@ -32,7 +32,7 @@ from site_recovery.operators.drill import (
 from site_recovery.sensors.asr import AsrJobSensor, AsrJobsSensor
 from site_recovery.sensors.drill import PlanCheckSensor, TestVmVerifiedSensor
 from site_recovery.sensors.protection import VmJobSensor
-from site_recovery.site_dags import form_param, publish, slug
+from site_recovery.site_dags import form_param, pause_task_id, plan_task_group, publish, slug
 from site_recovery.tasks.drill import clean_leftovers, readiness_gate, start_cleanup, verify_cleanup
 from site_recovery.tasks.drill_report import check_verdict, drill_report, report_asset
 
@@ -73,22 +73,21 @@ def drill_plan(site, plan, waits: dict):
     Returns the group's first and last tasks.
     """
     poll = site.timeouts.poll_interval.total_seconds()
-    with TaskGroup(f"drill_plan_{slug(plan.name)}", tooltip=f"Recovery plan {plan.name}"):
+    with TaskGroup(plan_task_group(plan.name), tooltip=f"Recovery plan {plan.name}"):
         start = StartPlanTestFailoverOperator(task_id="test_failover", site_name=site.name, plan=plan.name)
         previous = start
         for action in plan.pauses():
-            key = slug(action.name)
             # Stopping a drill mid-failover cancels the plan's job; the teardown then cleans up.
-            reached = AsrJobSensor(task_id=f"wait_for_{key}", job_name=start.output["job_name"],
+            reached = AsrJobSensor(task_id=f"wait_for_{slug(action.name)}", job_name=start.output["job_name"],
                                    suspend_at=action.name, cancel_on_kill=True, **waits)
             if action.kind == "check":
-                step = PlanCheckSensor(task_id=f"check_{key}", site_name=site.name, plan=plan.name,
-                                       check=action.name, vm=plan.check_vm(action),
+                step = PlanCheckSensor(task_id=pause_task_id(action.kind, action.name), site_name=site.name,
+                                       plan=plan.name, check=action.name, vm=plan.check_vm(action),
                                        job_name=start.output["job_name"], failover_job=reached.output,
                                        poke_interval=poll, timeout=site.drill.verify_timeout.total_seconds())
             else:
-                step = ManualActionOperator(task_id=f"manual_{key}", site_name=site.name, plan=plan.name,
-                                            action=action.name, instructions=action.instructions,
+                step = ManualActionOperator(task_id=pause_task_id(action.kind, action.name), site_name=site.name,
+                                            plan=plan.name, action=action.name, instructions=action.instructions,
                                             approvers=action.approvers, job_name=start.output["job_name"],
                                             response_timeout=action.manual_timeout)
             previous >> reached >> step

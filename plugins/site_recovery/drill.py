@@ -50,6 +50,7 @@ from site_recovery.vocabulary import (
     AsrJobState,
     DrillOutcome,
     DrillPhase,
+    JobTaskDetails,
     ReplicationHealth,
     Scenario,
 )
@@ -219,8 +220,7 @@ def skipped_result(vm: str, reason: str) -> VmDrillResult:
 
 
 # ----------------------------------------------------------------------- recovery plans
-_GROUP_TASK = "RecoveryPlanGroupTaskDetails"
-_ACTION_KINDS = {"ScriptActionTaskDetails": "script", "ManualActionTaskDetails": "manual"}
+_ACTION_KINDS = {JobTaskDetails.SCRIPT_ACTION: "script", JobTaskDetails.MANUAL_ACTION: "manual"}
 
 
 def plan_result(plan: RecoveryPlan, *, job: JobSummary | None, verifies: dict[str, TestVmCheck],
@@ -241,7 +241,7 @@ def plan_result(plan: RecoveryPlan, *, job: JobSummary | None, verifies: dict[st
         return PlanDrillResult(outcome=DrillOutcome.SKIPPED, error=skipped, **base)
     tasks = job.tasks if job else []
     groups = [PlanGroupResult(group=t.group_id or "", label=t.label, vms=t.vms, state=t.state, start=t.start_time,
-                              end=t.end_time) for t in tasks if t.details_type == _GROUP_TASK]
+                              end=t.end_time) for t in tasks if t.details_type == JobTaskDetails.PLAN_GROUP]
     confirmed = {o.action: o for o in outcomes}
     looks = {name.casefold(): look for name, look in (checks or {}).items()}
     check_names = {c.name.casefold() for c in plan.checks()}

@@ -58,10 +58,9 @@ CHECK_INSTRUCTIONS = ("Airflow check: {probe}. The Airflow drill or failover DAG
 
 
 def check_instructions(action: PlanAction) -> str:
-    """The instructions of the manual action that holds an Airflow-side check in ASR."""
+    """The instructions of the manual action that holds an Airflow-side check (which always has a probe) in ASR."""
     probe = action.probe
-    where = f"{probe.kind} {probe.port}{probe.path or ''}" if probe else "probe"
-    return CHECK_INSTRUCTIONS.format(probe=f"{where} on {probe.vm if probe else 'its VM'}")
+    return CHECK_INSTRUCTIONS.format(probe=f"{probe.kind} {probe.port}{probe.path or ''} on {probe.vm}")
 
 
 def action_summary(action: PlanAction) -> PlanActionSummary:

@@ -756,6 +756,10 @@ class Site(_Model):
     recovery_plans: list[RecoveryPlan] = Field([], description="Applications recovered as one, in boot groups; "
                                                                "drills drill them as plans.")
 
+    def plan_named(self, name: str) -> RecoveryPlan:
+        """The plan of that name (case-insensitive); a DAG built from this file asks only for its own plans."""
+        return next(plan for plan in self.recovery_plans if plan.name.casefold() == name.casefold())
+
     def plan_of(self, vm: str) -> RecoveryPlan | None:
         """The recovery plan VM ``vm`` belongs to (names case-insensitive), if any."""
         wanted = vm.casefold()

@@ -43,6 +43,16 @@ def slug(text: str) -> str:
     return re.sub(r"[^a-z0-9_]+", "_", text.lower()).strip("_")
 
 
+def plan_task_group(plan: str) -> str:
+    """The drill's task group of a recovery plan; the DAG names its tasks by it and the report reads them by it."""
+    return f"drill_plan_{slug(plan)}"
+
+
+def pause_task_id(kind: str, action: str) -> str:
+    """The task, in its plan's group, that answers one pause of the plan's job: ``manual_...`` or ``check_...``."""
+    return f"{kind}_{slug(action)}"
+
+
 def fail_broken_site_file(message: str) -> None:
     """The one task of a broken site file's DAG: fail with the validation message, no retry."""
     from site_recovery.exceptions import DeploymentCheckFailed

@@ -270,6 +270,17 @@ class PlanActionKind(StrEnum):
     RUNBOOK = "AutomationRunbookActionDetails"
 
 
+class JobTaskDetails(StrEnum):
+    """What a job task's details (``customDetails`` / ``groupTaskCustomDetails``) ``instanceType`` says it is.
+
+    A recovery plan's job reports its boot groups, scripts and manual actions as tasks of these types.
+    """
+
+    PLAN_GROUP = "RecoveryPlanGroupTaskDetails"
+    SCRIPT_ACTION = "ScriptActionTaskDetails"
+    MANUAL_ACTION = "ManualActionTaskDetails"
+
+
 class PlanActionSide(StrEnum):
     """Which site's VMM server runs a plan script (``fabricLocation``)."""
 

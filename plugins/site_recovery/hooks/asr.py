@@ -785,9 +785,12 @@ class AzureSiteRecoveryHook(BaseHook):
                            cleanup_input)
 
     def resume_job(self, resource_group_name: str, vault_name: str, job_name: str, comments: str) -> str:
-        """Resume a job suspended on a recovery plan's manual action, with a comment; return the job name."""
+        """Resume a job suspended on a recovery plan's manual action, with a comment; return the job name.
+
+        The comment is cut to the 1,024 characters ASR keeps.
+        """
         ops = self.connection.replication_jobs
-        body = {"properties": {"comments": comments}}
+        body = {"properties": {"comments": comments[:1024]}}
         return self._start(ops.begin_resume, resource_group_name, vault_name, job_name, body) or job_name
 
     # Vault, fabrics and their clouds, networks, mappings and policies (reads and set-up)

@@ -20,6 +20,7 @@ from site_recovery.tasks.common import sort_errors
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
+    from site_recovery.records import PlanDrillTarget, VmTarget
 
 
 class StartTestFailoverOperator(VmOperator):
@@ -46,13 +47,19 @@ class StartTestFailoverOperator(VmOperator):
             self.log.info("VM %r: a test failover is already running (job %s); waiting on it.", t.vm,
                           item.running_test_failover_job)
             return item.running_test_failover_job
-        props = {"failoverDirection": "PrimaryToRecovery", "networkType": "NoNetworkAttachAsInput",
-                 "providerSpecificDetails": {"instanceType": "ProviderSpecificFailoverInput"}}
-        if t.network_id:
-            props.update(networkType="VmNetworkAsInput", networkId=t.network_id)
+        props = _test_failover_properties(t, providerSpecificDetails={"instanceType": "ProviderSpecificFailoverInput"})
         self.log.info("Test failover of VM %r into %s.", t.vm, t.network or "no network (isolated)")
         return hook.test_failover(az.resource_group, az.vault_name, t.fabric, t.container, t.item_name,
                                   {"properties": props})
+
+
+def _test_failover_properties(target: VmTarget | None, **extra: Any) -> dict[str, Any]:
+    """A drill's test failover input: primary to recovery, into the gate's drill network, or none (isolated)."""
+    props: dict[str, Any] = {"failoverDirection": "PrimaryToRecovery", "networkType": "NoNetworkAttachAsInput",
+                             **extra}
+    if target is not None and target.network_id:
+        props.update(networkType="VmNetworkAsInput", networkId=target.network_id)
+    return props
 
 
 class StartPlanTestFailoverOperator(BaseOperator):
@@ -77,22 +84,22 @@ class StartPlanTestFailoverOperator(BaseOperator):
         self.plan = plan
 
     @sort_errors
-    def execute(self, context: Context) -> list[Any]:
-        job = self._start(context)
-        context["ti"].xcom_push(key="job_name", value=job)
-        return self._members
-
-    def _start(self, context: Context) -> str | None:
+    def execute(self, context: Context) -> list[VmTarget]:
         from airflow.sdk.exceptions import AirflowSkipException
-        from site_recovery.site import load_site_named
-        from site_recovery.tasks.drill import drill_hook, pulled_gate
+        from site_recovery.tasks.drill import pulled_gate
 
         gate = pulled_gate(context["ti"])
         target = gate.plan(self.plan) if gate else None
         if target is None or target.skipped:
             raise AirflowSkipException(f"Recovery plan {self.plan} is not drilled: "
                                        f"{target.skipped if target else 'the readiness gate did not decide'}.")
-        self._members = target.members
+        context["ti"].xcom_push(key="job_name", value=self._start(target))
+        return target.members
+
+    def _start(self, target: PlanDrillTarget) -> str | None:
+        from site_recovery.site import load_site_named
+        from site_recovery.tasks.drill import drill_hook
+
         site = load_site_named(self.site_name)
         hook, az = drill_hook(site), site.azure
         held = hook.get_recovery_plan_or_none(az.resource_group, az.vault_name, self.plan)
@@ -100,14 +107,12 @@ class StartPlanTestFailoverOperator(BaseOperator):
             self.log.info("Recovery plan %r: a test failover is already running (job %s); waiting on it.",
                           self.plan, held.scenario_job)
             return held.scenario_job
-        network = target.members[0] if target.members else None
-        props: dict[str, Any] = {"failoverDirection": "PrimaryToRecovery", "networkType": "NoNetworkAttachAsInput"}
-        if network is not None and network.network_id:
-            props.update(networkType="VmNetworkAsInput", networkId=network.network_id)
+        network = target.members[0] if target.members else None  # the gate gives every member the same network
         self.log.info("Test failover of recovery plan %r (%s) into %s.", self.plan,
                       ", ".join(m.vm for m in target.members), network.network if network and network.network
                       else "no network (isolated)")
-        return hook.recovery_plan_test_failover(az.resource_group, az.vault_name, self.plan, {"properties": props})
+        return hook.recovery_plan_test_failover(az.resource_group, az.vault_name, self.plan,
+                                                {"properties": _test_failover_properties(network)})
 
 
 class ManualActionOperator(HITLOperator):
@@ -159,11 +164,12 @@ class ManualActionOperator(HITLOperator):
         return super().execute(context)
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:
+        from airflow.providers.standard.exceptions import HITLTriggerEventError
         from site_recovery.records import ManualActionOutcome
 
         try:
             answer = super().execute_complete(context, event)
-        except Exception as exc:  # HITLTimeoutError and its kin: nobody answered in time
+        except HITLTriggerEventError as exc:  # HITLTimeoutError (and its kin): nobody answered in time
             self._push(context, ManualActionOutcome(plan=self.plan, action=self.action, confirmed=False,
                                                     comment=f"no answer: {exc}"))
             raise DrillFailed(f"Recovery plan {self.plan}: nobody confirmed the manual action {self.action!r} in "
@@ -181,13 +187,12 @@ class ManualActionOperator(HITLOperator):
         from site_recovery.drill import utc_now
         from site_recovery.records import ManualActionOutcome
         from site_recovery.site import load_site_named
-        from site_recovery.tasks.drill import drill_hook
+        from site_recovery.tasks.drill import resume_plan_job, run_label
 
-        run = f"{context['dag'].dag_id} run {context['run_id']}"
+        run = run_label(context)
         comment = (f"{self.action}: confirmed automatically by the unattended drill {run} (the site file's "
                    "unattended: auto_confirm)" if automatic else f"{self.action}: confirmed by {by} in {run}")
-        site = load_site_named(self.site_name)
-        drill_hook(site).resume_job(site.azure.resource_group, site.azure.vault_name, self.job_name, comment[:1024])
+        resume_plan_job(load_site_named(self.site_name), self.job_name, comment)
         self.log.info("ASR job %s resumed: %s.", self.job_name, comment)
         outcome = ManualActionOutcome(plan=self.plan, action=self.action, confirmed=True, by=by,
                                       at=at or utc_now(), automatic=automatic, comment=comment)

@@ -189,18 +189,14 @@ class PlanCheckSensor(TestVmVerifiedSensor):
 
     @property
     def action(self) -> PlanAction:
-        from site_recovery.tasks.drill import site_plan
-
-        return next(a for a in site_plan(self.site, self.plan).checks() if a.name.casefold() == self.check.casefold())
+        return next(a for a in self.site.plan_named(self.plan).checks() if a.name.casefold() == self.check.casefold())
 
     def probes(self) -> list[Probe]:
         return [self.action.probe]
 
     def verified(self, context: Context, check: TestVmCheck) -> None:
-        from site_recovery.tasks.drill import drill_hook
+        from site_recovery.tasks.drill import resume_plan_job, run_label
 
-        run = f"{context['dag'].dag_id} run {context['run_id']}"
-        comment = f"{self.check}: Airflow check passed in {run} ({'; '.join(p.detail for p in check.probes)})"
-        az = self.site.azure
-        drill_hook(self.site).resume_job(az.resource_group, az.vault_name, self.job_name, comment[:1024])
+        resume_plan_job(self.site, self.job_name, f"{self.check}: Airflow check passed in {run_label(context)} "
+                                                  f"({'; '.join(p.detail for p in check.probes)})")
         self.log.info("Recovery plan %s: check %r passed; ASR job %s resumed.", self.plan, self.check, self.job_name)

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
         PairedCloud,
         PlanDrillTarget,
         ProtectedItemSummary,
+        RecoveryPlanSummary,
         VmTarget,
     )
     from site_recovery.site import RecoveryPlan, Site
@@ -77,8 +78,14 @@ def _items(hook: AzureSiteRecoveryHook, site: Site) -> list[tuple[PairedCloud, P
     return found
 
 
-def _run_label(context: Any) -> str:
+def run_label(context: Any) -> str:
+    """This DAG run as the comments a drill leaves in ASR name it."""
     return f"{context['dag'].dag_id} run {context['run_id']}"
+
+
+def resume_plan_job(site: Site, job: str, comment: str) -> None:
+    """Let a recovery plan's job go on past the pause it waits at, leaving ``comment`` on it in ASR."""
+    drill_hook(site).resume_job(site.azure.resource_group, site.azure.vault_name, job, comment)
 
 
 def _start_cleanup(hook: AzureSiteRecoveryHook, site: Site, fabric: str, container: str,
@@ -110,7 +117,7 @@ def clean_leftovers(site_name: str) -> list[str]:
         if held is None or AllowedOperation.TEST_FAILOVER_CLEANUP not in held.allowed_operations:
             continue
         job = _clean_up_plan(hook, site, plan.name, f"Leftover of an earlier drill, cleaned up by "
-                                                    f"{_run_label(context)}")
+                                                    f"{run_label(context)}", held=held)
         detail = f"recovery plan {plan.name}'s test failover left by an earlier drill; cleaned up first" + (
             f" (job {job})" if job else "")
         log.warning("%s.", detail)
@@ -120,7 +127,7 @@ def clean_leftovers(site_name: str) -> list[str]:
         if not has_leftover_test_failover(item) or (item.vm or "").casefold() in cleaned_by_plan:
             continue
         job = _start_cleanup(hook, site, cloud.fabric, cloud.container, item,
-                             f"Leftover of an earlier drill, cleaned up by {_run_label(context)}")
+                             f"Leftover of an earlier drill, cleaned up by {run_label(context)}")
         detail = (f"test failover left {item.test_failover_state} by an earlier drill; cleaned up first"
                   + (f" (job {job})" if job else ""))
         log.warning("VM %r: %s.", item.vm, detail)
@@ -198,30 +205,33 @@ def readiness_gate(site_name: str) -> list[VmTarget]:
     skipped: list[GateSkip] = []
     rows = []
     members: dict[str, tuple[VmTarget, list[str]]] = {}
+
+    def chosen(plan: RecoveryPlan | None, vm: str = "") -> bool:
+        """Drilled by this run: everything when it names no VM and no plan, else what it names."""
+        if not (wanted or wanted_plans):
+            return True
+        return plan.name.casefold() in wanted_plans if plan else vm.casefold() in wanted
+
     for cloud, item in items:
         vm = item.vm or item.name
         plan = site.plan_of(vm)
-        if plan is not None:
-            if not (wanted_plans or wanted) or plan.name.casefold() in wanted_plans:
-                reasons = gate_reasons(item, allow_warning=drill.allow_warning_health,
-                                       max_age_seconds=drill.recovery_point_age_limit.total_seconds(), now=now)
-                members[vm.casefold()] = (_target(vm, cloud, item, network_id, network_name), reasons)
-            continue
-        if (wanted or wanted_plans) and vm.casefold() not in wanted:
+        if not chosen(plan, vm):
             continue
         reasons = gate_reasons(item, allow_warning=drill.allow_warning_health,
                                max_age_seconds=drill.recovery_point_age_limit.total_seconds(), now=now)
+        if plan is not None:  # judged with its plan below: a plan is drilled whole or not at all
+            members[vm.casefold()] = (_target(vm, cloud, item, network_id, network_name), reasons)
+            continue
         rows.append([vm, cloud.cloud, "ready" if not reasons else "NOT READY", "; ".join(reasons)])
         if reasons:
             skipped.append(GateSkip(vm=vm, reason="; ".join(reasons)))
         else:
             ready.append(_target(vm, cloud, item, network_id, network_name))
-    plans = [_plan_gate(site, hook, plan, members, unattended, rows) for plan in site.recovery_plans
-             if not (wanted_plans or wanted) or plan.name.casefold() in wanted_plans]
+    plans = [_plan_gate(site, hook, plan, members, unattended, rows) for plan in site.recovery_plans if chosen(plan)]
     for plan in plans:
         if plan.skipped:
             skipped += [GateSkip(vm=vm, reason=f"plan {plan.plan} skipped: {plan.skipped}")
-                        for vm in site_plan(site, plan.plan).vms]
+                        for vm in site.plan_named(plan.plan).vms]
     leftovers = context["ti"].xcom_pull(task_ids="clean_leftovers", key="leftovers") or []
     drilled_plans = [plan for plan in plans if plan.skipped is None]
     gate = DrillGate(checked=len(rows), passed=len(ready) + sum(len(p.members) for p in drilled_plans),
@@ -254,11 +264,6 @@ def _target(vm: str, cloud: PairedCloud, item: ProtectedItemSummary, network_id:
     return VmTarget(vm=vm, cloud=cloud.cloud, fabric=cloud.fabric, container=cloud.container, item_name=item.name,
                     item_id=item.id, protectable_item_id=item.protectable_item_id, policy_id=cloud.policy_id,
                     network_id=network_id, network=network_name)
-
-
-def site_plan(site: Site, name: str) -> RecoveryPlan:
-    """The site file's plan of that name (the DAG is built from the same file, so it is there)."""
-    return next(plan for plan in site.recovery_plans if plan.name.casefold() == name.casefold())
 
 
 def _plan_gate(site: Site, hook: AzureSiteRecoveryHook, plan: RecoveryPlan,
@@ -323,7 +328,7 @@ def start_cleanup(site_name: str) -> list[str]:
     jobs: dict[str, str] = {}
     for plan in gate.plans if gate else []:
         if plan.skipped is None:
-            job = _clean_up_plan(hook, site, plan.plan, f"Drill cleanup by {_run_label(context)}")
+            job = _clean_up_plan(hook, site, plan.plan, f"Drill cleanup by {run_label(context)}")
             if job:
                 jobs[plan_cleanup_key(plan.plan)] = job
     for t in gate.targets if gate else []:
@@ -336,7 +341,7 @@ def start_cleanup(site_name: str) -> list[str]:
             log.info("VM %r: nothing to clean up (%s).", t.vm, item.test_failover_state_description
                      or item.test_failover_state or "no test failover")
             continue
-        job = _start_cleanup(hook, site, t.fabric, t.container, item, f"Drill cleanup by {_run_label(context)}")
+        job = _start_cleanup(hook, site, t.fabric, t.container, item, f"Drill cleanup by {run_label(context)}")
         log.info("VM %r: test failover cleanup started (job %s).", t.vm, job)
         if job:
             jobs[t.vm] = job
@@ -349,12 +354,16 @@ def plan_cleanup_key(plan: str) -> str:
     return f"plan {plan}"
 
 
-def _clean_up_plan(hook: AzureSiteRecoveryHook, site: Site, plan: str, comment: str) -> str | None:
-    """Clean up a plan's test failover (ending its job first if it still runs); the cleanup job, or None."""
+def _clean_up_plan(hook: AzureSiteRecoveryHook, site: Site, plan: str, comment: str,
+                   held: RecoveryPlanSummary | None = None) -> str | None:
+    """Clean up a plan's test failover (ending its job first if it still runs); the cleanup job, or None.
+
+    ``held``: the plan as the caller has just read it (read here otherwise).
+    """
     from site_recovery.vocabulary import AllowedOperation
 
     az = site.azure
-    held = hook.get_recovery_plan_or_none(az.resource_group, az.vault_name, plan)
+    held = held or hook.get_recovery_plan_or_none(az.resource_group, az.vault_name, plan)
     if held is None:
         return None
     if held.scenario_job:

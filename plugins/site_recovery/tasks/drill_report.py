@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import get_current_context
 from site_recovery.exceptions import DrillFailed
-from site_recovery.site_dags import slug
+from site_recovery.site_dags import pause_task_id, plan_task_group
 from site_recovery.tasks.drill import drill_hook, pulled_gate
 
 if TYPE_CHECKING:
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
         VmDrillResult,
         VmTarget,
     )
-    from site_recovery.site import RecoveryPlan, Site
+    from site_recovery.site import Site
 
 log = logging.getLogger(__name__)
 #: The task group mapped over the gate's targets.
@@ -157,7 +157,7 @@ def build_report(site: Site, context: Any) -> DrillReport:
         gate=GateSummary(checked=gate.checked, passed=gate.passed, skipped=gate.skipped,
                          leftovers_cleaned=gate.leftovers_cleaned) if gate else GateSummary(),
         vms=vms, plans=plans, cleanup_proof=cleanup_proof.model_copy(update={"per_vm": {}}),
-        tasks=_task_timings(ti, context, {GROUP: targets, **{f"drill_plan_{slug(p.plan)}": p.members
+        tasks=_task_timings(ti, context, {GROUP: targets, **{plan_task_group(p.plan): p.members
                                                                for p in (gate.plans if gate else [])}}),
     )
 
@@ -169,13 +169,14 @@ def _plan_results(site: Site, ti: Any, plan: PlanDrillTarget, proof: CleanupProo
     from site_recovery.drill import plan_result, vm_result
     from site_recovery.hooks.asr import summarize_job
     from site_recovery.records import JobSummary, ManualActionOutcome, TestVmCheck
-    from site_recovery.tasks.drill import plan_cleanup_key, site_plan
+    from site_recovery.tasks.drill import plan_cleanup_key
 
-    defined = site_plan(site, plan.plan)
-    group = f"drill_plan_{slug(plan.plan)}"
+    defined = site.plan_named(plan.plan)
+    group = plan_task_group(plan.plan)
+    rto_target = (defined.rto_target or site.drill.rto_target).total_seconds()
     if plan.skipped is not None:
         return [], plan_result(defined, job=None, verifies={}, outcomes=[], skipped=plan.skipped,
-                               rto_target=_plan_rto_target(site, defined))
+                               rto_target=rto_target)
     job = ti.xcom_pull(task_ids=f"{group}.wait_test_failover")
     job = JobSummary.model_validate(job) if job else None
     job_name = ti.xcom_pull(task_ids=f"{group}.test_failover", key="job_name")
@@ -186,28 +187,22 @@ def _plan_results(site: Site, ti: Any, plan: PlanDrillTarget, proof: CleanupProo
     pulled = ti.xcom_pull(task_ids=f"{group}.verify_test_vm", key="verify", map_indexes=list(range(n))) if n else []
     pulled = pulled if isinstance(pulled, list) else [pulled]
     verifies = {t.vm: TestVmCheck.model_validate(v) for t, v in zip(plan.members, pulled, strict=False) if v}
-    outcomes = []
-    for action in defined.manual_actions():
-        outcome = ti.xcom_pull(task_ids=f"{group}.manual_{slug(action.name)}", key="outcome")
-        if outcome:
-            outcomes.append(ManualActionOutcome.model_validate(outcome))
-    checks = {}
-    for action in defined.checks():
-        look = ti.xcom_pull(task_ids=f"{group}.check_{slug(action.name)}", key="verify")
-        if look:
-            checks[action.name] = TestVmCheck.model_validate(look)
+    outcomes, checks = [], {}
+    for action in defined.pauses():  # what each pause's task pushed: a manual action's outcome, a check's look
+        pushed = ti.xcom_pull(task_ids=f"{group}.{pause_task_id(action.kind, action.name)}",
+                              key="verify" if action.kind == "check" else "outcome")
+        if pushed and action.kind == "check":
+            checks[action.name] = TestVmCheck.model_validate(pushed)
+        elif pushed:
+            outcomes.append(ManualActionOutcome.model_validate(pushed))
     cleanup_name = cleanup_names.get(plan_cleanup_key(plan.plan))
     cleanup = cleanup_jobs.get(cleanup_name) if cleanup_name else None
     vms = [vm_result(t, failover_job=job, verify=verifies.get(t.vm), cleanup_job=cleanup,
                      cleaned=proof.per_vm.get(t.vm) if proof else None,
-                     rto_target=_plan_rto_target(site, defined), rpo_target=site.drill.rpo_target.total_seconds())
+                     rto_target=rto_target, rpo_target=site.drill.rpo_target.total_seconds())
            for t in plan.members]
     return vms, plan_result(defined, job=job, verifies=verifies, outcomes=outcomes, skipped=None,
-                            rto_target=_plan_rto_target(site, defined), member_results=vms, checks=checks)
-
-
-def _plan_rto_target(site: Site, plan: RecoveryPlan) -> float:
-    return (plan.rto_target or site.drill.rto_target).total_seconds()
+                            rto_target=rto_target, member_results=vms, checks=checks)
 
 
 def drill_report(site_name: str) -> DrillOutcomeSummary:
