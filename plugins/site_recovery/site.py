@@ -698,10 +698,6 @@ class RecoveryPlan(_Model):
         """Every VM of the plan, in boot order."""
         return [vm for group in self.groups for vm in group.vms]
 
-    @property
-    def has_manual_actions(self) -> bool:
-        return any(a.kind == "manual" for g in self.groups for a in (*g.pre, *g.post))
-
     def manual_actions(self, failover_type: str = "test", direction: str = "primary_to_recovery") -> list[PlanAction]:
         """The manual actions a failover of that type and direction meets, in the order the plan's job runs them."""
         return [a for g in self.groups for a in (*g.pre, *g.post)

@@ -345,6 +345,25 @@ def test_valid_variations_load(tmp_path, changes):
     assert isinstance(load_site(write(tmp_path, mutate(*changes))), Site)
 
 
+@pytest.mark.parametrize(("failover_types", "directions", "test_drill_meets_it"), [
+    (["test", "planned", "unplanned"], ["primary_to_recovery"], True),
+    (["planned", "unplanned"], ["primary_to_recovery", "recovery_to_primary"], False),
+    (["test"], ["recovery_to_primary"], False),
+])
+def test_a_test_drill_meets_only_the_manual_actions_for_its_type_and_direction(tmp_path, failover_types, directions,
+                                                                               test_drill_meets_it):
+    """The drill's gate (skip or auto-confirm when unattended) and its required actions count only these."""
+    site = load_site(write(tmp_path, mutate(("recovery_plans.0.groups.1.pre.0.failover_types", failover_types),
+                                            ("recovery_plans.0.groups.1.pre.0.directions", directions))))
+    portal = site.plan_named("order-portal")
+    assert [a.name for a in portal.manual_actions("test", "primary_to_recovery")] == (
+        ["Confirm licence server"] if test_drill_meets_it else [])
+    expected = ["ERP database answers", *(["Confirm licence server"] if test_drill_meets_it else [])]
+    assert [a.name for a in portal.pauses()] == expected
+    assert [a.name for a in portal.manual_actions("planned", "primary_to_recovery")] == (
+        ["Confirm licence server"] if "planned" in failover_types and "primary_to_recovery" in directions else [])
+
+
 def test_defaults_a_dr_engineer_can_rely_on(tmp_path):
     site = load_site(write(tmp_path, mutate(("scope", ...), ("drill", ...), ("timeouts", ...), ("name", ...),
                                             ("recovery_plans", ...)),

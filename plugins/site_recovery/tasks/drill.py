@@ -299,9 +299,11 @@ def _plan_gate(site: Site, hook: AzureSiteRecoveryHook, plan: RecoveryPlan,
                                "deployment to update it")
             elif held.scenario_job:
                 reasons.append(f"ASR job {held.scenario_job} runs on the plan")
-    if not reasons and unattended and plan.has_manual_actions and plan.unattended == "skip":
+    # Only the manual actions a test failover meets need a person: one for planned failover alone does not.
+    needs_a_person = unattended and bool(plan.manual_actions("test", "primary_to_recovery"))
+    if not reasons and needs_a_person and plan.unattended == "skip":
         reasons.append("unattended drill, and the plan's manual actions need a person (unattended: skip)")
-    auto = unattended and plan.has_manual_actions and plan.unattended == "auto_confirm"
+    auto = needs_a_person and plan.unattended == "auto_confirm"
     if reasons:
         log.warning("Recovery plan %s is skipped: %s.", plan.name, "; ".join(reasons))
     return PlanDrillTarget(plan=plan.name, members=targets if not reasons else [], auto_confirm=auto,
