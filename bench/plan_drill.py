@@ -64,6 +64,33 @@ def critical_path(jobs: list[dict]) -> dict:
             "seconds": round(total, 1)}
 
 
+def task_phases(tis: list[dict], triggered: float) -> dict:
+    """Per task (its mapped instances together): how many, first start and last end, seconds after the trigger.
+
+    Read beside ``jobs``, it shows where the wall time beyond the critical path goes.
+    """
+    phases: dict[str, dict] = {}
+    for ti in tis:
+        start, end = ts(ti.get("start_date")), ts(ti.get("end_date"))
+        phase = phases.setdefault(ti["task_id"], {"count": 0, "first_start": None, "last_end": None})
+        phase["count"] += 1
+        if start is not None:
+            at = round(start - triggered, 1)
+            phase["first_start"] = at if phase["first_start"] is None else min(phase["first_start"], at)
+        if end is not None:
+            at = round(end - triggered, 1)
+            phase["last_end"] = at if phase["last_end"] is None else max(phase["last_end"], at)
+    return dict(sorted(phases.items(), key=lambda kv: kv[1]["first_start"] if kv[1]["first_start"] is not None
+                       else float("inf")))
+
+
+def job_spans(jobs: list[dict], triggered: float) -> list[dict]:
+    """The drill's ASR jobs as seconds after the trigger (start, end), longest first per scenario."""
+    spans = [{"scenario": j["scenario"], "state": j["state"], "start": round(j["start"] - triggered, 1),
+              "end": round(j["end"] - triggered, 1) if j["end"] else None} for j in jobs]
+    return sorted(spans, key=lambda j: (j["scenario"], -((j["end"] or 0) - j["start"])))[:6]
+
+
 def drill_once(stack: Stack, site_file: Path, dag_id: str, conf: dict, timeout: float) -> dict:
     lab, api = stack.lab, stack.api
     since_seq, since = lab.last_request_seq(), time.time()
@@ -71,6 +98,7 @@ def drill_once(stack: Stack, site_file: Path, dag_id: str, conf: dict, timeout: 
     triggered = time.monotonic()
     state = api.wait(dag_id, run_id, timeout=timeout)
     wall = time.monotonic() - triggered
+    ended = time.time()
     requests = lab.requests(since=since_seq)
     run = api.dag_run(dag_id, run_id)
     tis = api.task_instances(dag_id, run_id)
@@ -87,6 +115,8 @@ def drill_once(stack: Stack, site_file: Path, dag_id: str, conf: dict, timeout: 
         "critical_path": path,
         "wall_over_critical_path": round(wall / path["seconds"], 2) if path["seconds"] else None,
         "left_behind": {"in_test_failover": len(left["inTestFailover"]), "test_vms": len(left["testVms"])},
+        "tasks": task_phases(tis, ended - wall),
+        "jobs": job_spans(jobs, ended - wall),
     }
     print(f"  {dag_id}: {state} in {wall:.0f}s, {len(tis)} task instances, critical path {path['seconds']}s "
           f"(x{figures['wall_over_critical_path']})", flush=True)
@@ -94,7 +124,7 @@ def drill_once(stack: Stack, site_file: Path, dag_id: str, conf: dict, timeout: 
 
 
 def run_bench(workdir: Path, vms: int = 200, poll_interval: str = "30s", time_scale: float = 1.0,
-              timeout: float = 3600) -> dict:
+              timeout: float = 3600, one_by_one: bool = True) -> dict:
     from bench.estate_200 import build_site, is_protectable, write
 
     estate_file, include, estate = write(workdir / "estate", vms, {ENABLE_SITE: {"poll_interval": "1s"}})
@@ -132,6 +162,8 @@ def run_bench(workdir: Path, vms: int = 200, poll_interval: str = "30s", time_sc
         conditions["load_average_1m_at_plan_drill"] = round(os.getloadavg()[0], 2)
         results["plans"] = drill_once(stack, include / "sites" / f"{PLAN_SITE}.yaml",
                                       f"asr_test_failover_drill__{PLAN_SITE}", {"unattended": True}, timeout)
+        if not one_by_one:
+            return results
         conditions["load_average_1m_at_vm_drill"] = round(os.getloadavg()[0], 2)
         results["one_by_one"] = drill_once(stack, include / "sites" / f"{VM_SITE}.yaml",
                                            f"asr_test_failover_drill__{VM_SITE}", {}, timeout)
@@ -146,13 +178,19 @@ def summary(figures: dict) -> str:
                  f"{c['poll_interval']}, plans {c['plans']} (load {c.get('load_average_1m_at_plan_drill')} on "
                  f"{c['cpus']} CPUs):")
     for key, label in (("plans", "in 2 plans"), ("one_by_one", "one by one")):
+        if key not in figures:
+            continue
         f = figures[key]
         lines.append(f"  {label}: {f['state']} in {f['wall_seconds']:.0f} s; critical path "
                      f"{f['critical_path']['seconds']} s (wall x{f['wall_over_critical_path']}); "
                      f"{f['task_instances']} task instances; {f['requests']['arm_requests']} ARM requests "
                      f"({f['requests']['mutating']} mutating); ASR jobs {f['asr_jobs']}")
-    p, v = figures["plans"], figures["one_by_one"]
-    if p["wall_seconds"] and v["wall_seconds"]:
+    lines.append("  plan drill, seconds after the trigger: " + "; ".join(
+        f"{task} x{t['count']} {t['first_start']}-{t['last_end']}" for task, t in figures["plans"]["tasks"].items()))
+    lines.append("  its ASR jobs: " + "; ".join(f"{j['scenario']} {j['start']}-{j['end']}"
+                                                 for j in figures["plans"]["jobs"]))
+    p, v = figures["plans"], figures.get("one_by_one")
+    if v and p["wall_seconds"] and v["wall_seconds"]:
         lines.append(f"  plans / one by one: wall {p['wall_seconds'] / v['wall_seconds']:.2f}, task instances "
                      f"{p['task_instances'] / max(v['task_instances'], 1):.2f}, ARM requests "
                      f"{p['requests']['arm_requests'] / max(v['requests']['arm_requests'], 1):.2f}")
