@@ -115,6 +115,9 @@ class ArmConnectionSettings:
 #: Extras of AzureBaseHook's key-file authentication, which this hook does not support.
 UNSUPPORTED_EXTRAS = ("key_path", "key_json")
 
+#: The characters of a job comment (resume, cleanup) ASR keeps.
+ASR_COMMENT_LIMIT = 1024
+
 
 def refuse_key_files(conn_id: str, extras: Mapping[str, Any]) -> None:
     """
@@ -787,10 +790,10 @@ class AzureSiteRecoveryHook(BaseHook):
     def resume_job(self, resource_group_name: str, vault_name: str, job_name: str, comments: str) -> str:
         """Resume a job suspended on a recovery plan's manual action, with a comment; return the job name.
 
-        The comment is cut to the 1,024 characters ASR keeps.
+        The comment is cut to the characters ASR keeps.
         """
         ops = self.connection.replication_jobs
-        body = {"properties": {"comments": comments[:1024]}}
+        body = {"properties": {"comments": comments[:ASR_COMMENT_LIMIT]}}
         return self._start(ops.begin_resume, resource_group_name, vault_name, job_name, body) or job_name
 
     # Vault, fabrics and their clouds, networks, mappings and policies (reads and set-up)

@@ -92,8 +92,10 @@ def resume_plan_job(site: Site, job: str, comment: str) -> None:
 
 def _start_cleanup(hook: AzureSiteRecoveryHook, site: Site, fabric: str, container: str,
                    item: ProtectedItemSummary, comment: str) -> str | None:
+    from site_recovery.hooks.asr import ASR_COMMENT_LIMIT
+
     return hook.test_failover_cleanup(site.azure.resource_group, site.azure.vault_name, fabric, container, item.name,
-                                      {"properties": {"comments": comment[:1024]}})
+                                      {"properties": {"comments": comment[:ASR_COMMENT_LIMIT]}})
 
 
 # -------------------------------------------------------------------------------- leftovers
@@ -364,6 +366,7 @@ def _clean_up_plan(hook: AzureSiteRecoveryHook, site: Site, plan: str, comment: 
 
     ``held``: the plan as the caller has just read it (read here otherwise).
     """
+    from site_recovery.hooks.asr import ASR_COMMENT_LIMIT
     from site_recovery.vocabulary import AllowedOperation
 
     az = site.azure
@@ -377,7 +380,7 @@ def _clean_up_plan(hook: AzureSiteRecoveryHook, site: Site, plan: str, comment: 
         log.info("Recovery plan %r: nothing to clean up.", plan)
         return None
     job = hook.recovery_plan_test_failover_cleanup(az.resource_group, az.vault_name, plan,
-                                                   {"properties": {"comments": comment[:1024]}})
+                                                   {"properties": {"comments": comment[:ASR_COMMENT_LIMIT]}})
     log.info("Recovery plan %r: test failover cleanup started (job %s).", plan, job)
     return job
 
@@ -439,16 +442,17 @@ def verify_cleanup(site_name: str) -> CleanupProof:
     gate = pulled_gate(context["ti"])
     vmm = _recovery_vmm(site)
 
-    def look(t: VmTarget) -> tuple[VmTarget, ProtectedItemSummary, TestVmStatus]:
+    def look(t: VmTarget) -> tuple[ProtectedItemSummary, TestVmStatus]:
         item = summarize_protected_item(hook.get_protected_item(az.resource_group, az.vault_name, t.fabric,
                                                                  t.container, t.item_name))
-        return t, item, vmm.run_script("Get-TestVmStatus", {"VmName": name_of_test_vm(t.vm)})
+        return item, vmm.run_script("Get-TestVmStatus", {"VmName": name_of_test_vm(t.vm)})
 
+    drilled = gate.drilled if gate else []
     in_failover, test_vms, per_vm = [], [], {}
     # Each VM's two looks are independent of the others': a few at once keep a 200-VM proof to seconds.
     with ThreadPoolExecutor(CLEANUP_LOOKS_AT_ONCE, thread_name_prefix="cleanup-proof") as pool:
-        looks = list(pool.map(look, gate.drilled if gate else []))
-    for t, item, status in looks:
+        looks = list(pool.map(look, drilled))
+    for t, (item, status) in zip(drilled, looks, strict=True):
         if item.in_test_failover:
             in_failover.append(t.vm)
         if status.exists:
