@@ -387,6 +387,7 @@ def _clean_up_plan(hook: AzureSiteRecoveryHook, site: Site, plan: str, comment: 
 
 def _end_job(hook: AzureSiteRecoveryHook, site: Site, job: str, what: str) -> None:
     """A drill job that still runs (the drill was stopped, a manual action refused): cancel it, wait for its end."""
+    from azure.core.exceptions import AzureError
     from site_recovery.hooks.asr import summarize_job
 
     az = site.azure
@@ -396,7 +397,14 @@ def _end_job(hook: AzureSiteRecoveryHook, site: Site, job: str, what: str) -> No
     if summary.cancellable:
         log.warning("%s: the drill was stopped while its test failover ran (%s); cancelling job %s.", what,
                     summary.state, job)
-        hook.cancel_job(az.resource_group, az.vault_name, job)
+        try:
+            hook.cancel_job(az.resource_group, az.vault_name, job)
+        except AzureError:
+            # The stopped wait's on_kill (or a person in the portal) may have cancelled it since the read above:
+            # ASR then refuses a second cancel. Only a job that could still be cancelled makes the refusal ours.
+            if summarize_job(hook.get_job(az.resource_group, az.vault_name, job)).cancellable:
+                raise
+            log.info("%s: job %s was ended by someone else meanwhile; ASR refused a second cancel.", what, job)
     deadline = time.time() + site.timeouts.asr_job.total_seconds()
     while time.time() < deadline:
         if summarize_job(hook.get_job(az.resource_group, az.vault_name, job)).ended:
