@@ -8,11 +8,11 @@ failover (a teardown: it runs when anything failed or the run was stopped) and p
 left. A site file's recovery plans are drilled as a whole: one test failover per plan (its
 groups boot in order in one ASR job); where the job pauses, a manual action becomes an Airflow
 required action (confirm resumes the job; an unattended drill follows the plan's ``unattended``
-setting) and a check runs its probe and resumes the job when it passes; then every member is
-verified and the plan cleaned up as one. VMs in no plan are drilled one by one. The report (JSON
-+ HTML, published as an Asset) gives the verdict, RTO and RPO per VM, a section per plan and
-the cleanup proof. A drill can never fail over, commit or reprotect: its ASR client refuses it.
-Wiring only: the steps live in site_recovery.tasks.drill, .tasks.drill_report, .operators.drill
+setting) and a check runs its probe and resumes the job when it passes; each boot group's members
+are verified as soon as the group is up, while the next groups boot; the plan is cleaned up as
+one. VMs in no plan are drilled one by one. The report (JSON + HTML, published as an Asset) gives
+the verdict, RTO and RPO per VM, a section per plan and the cleanup proof. A drill can never fail
+over, commit or reprotect: its ASR client refuses it. Wiring only: the steps live in site_recovery.tasks.drill, .tasks.drill_report, .operators.drill
 and .sensors.drill.
 """
 
@@ -30,9 +30,16 @@ from site_recovery.operators.drill import (
     StartTestFailoverOperator,
 )
 from site_recovery.sensors.asr import AsrJobSensor, AsrJobsSensor
-from site_recovery.sensors.drill import PlanCheckSensor, TestVmVerifiedSensor
+from site_recovery.sensors.drill import PlanCheckSensor, PlanGroupSensor, TestVmVerifiedSensor
 from site_recovery.sensors.protection import VmJobSensor
-from site_recovery.site_dags import form_param, pause_task_id, plan_task_group, publish, slug
+from site_recovery.site_dags import (
+    form_param,
+    group_task_ids,
+    pause_task_id,
+    plan_task_group,
+    publish,
+    slug,
+)
 from site_recovery.tasks.drill import clean_leftovers, readiness_gate, start_cleanup, verify_cleanup
 from site_recovery.tasks.drill_report import check_verdict, drill_report, report_asset
 
@@ -67,39 +74,59 @@ def params_for(site) -> dict[str, Param]:
 
 
 def drill_plan(site, plan, waits: dict):
-    """One recovery plan's drill: its test failover; where its job pauses, a required action (manual action) or
-    a probe (Airflow-side check) that resumes it; the wait for the job's end; each member verified.
+    """One recovery plan's drill: its test failover; per boot group, a wait until the group is up and the
+    verification of its members (while later groups boot); where its job pauses, a required action (manual
+    action) or a probe (Airflow-side check) that resumes it; the wait for the job's end.
 
-    Returns the group's first and last tasks.
+    Returns the group's first task and its last ones.
     """
     poll = site.timeouts.poll_interval.total_seconds()
+    pauses = plan.pauses()
     with TaskGroup(plan_task_group(plan.name), tooltip=f"Recovery plan {plan.name}"):
         start = StartPlanTestFailoverOperator(task_id="test_failover", site_name=site.name, plan=plan.name)
-        previous = start
-        for action in plan.pauses():
+        job = start.output["job_name"]
+
+        def pause(action, previous):
             # Stopping a drill mid-failover cancels the plan's job; the teardown then cleans up.
-            reached = AsrJobSensor(task_id=f"wait_for_{slug(action.name)}", job_name=start.output["job_name"],
-                                   suspend_at=action.name, cancel_on_kill=True, **waits)
+            reached = AsrJobSensor(task_id=f"wait_for_{slug(action.name)}", job_name=job, suspend_at=action.name,
+                                   cancel_on_kill=True, **waits)
             if action.kind == "check":
                 step = PlanCheckSensor(task_id=pause_task_id(action.kind, action.name), site_name=site.name,
-                                       plan=plan.name, check=action.name, vm=plan.check_vm(action),
-                                       job_name=start.output["job_name"], failover_job=reached.output,
-                                       poke_interval=poll, timeout=site.drill.verify_timeout.total_seconds())
+                                       plan=plan.name, check=action.name, vm=plan.check_vm(action), job_name=job,
+                                       failover_job=reached.output, poke_interval=poll,
+                                       timeout=site.drill.verify_timeout.total_seconds())
             else:
                 step = ManualActionOperator(task_id=pause_task_id(action.kind, action.name), site_name=site.name,
                                             plan=plan.name, action=action.name, instructions=action.instructions,
-                                            approvers=action.approvers, job_name=start.output["job_name"],
+                                            approvers=action.approvers, job_name=job,
                                             response_timeout=action.manual_timeout)
             previous >> reached >> step
-            previous = step
-        wait = AsrJobSensor(task_id="wait_test_failover", job_name=start.output["job_name"], cancel_on_kill=True,
-                            **waits)
-        verify = TestVmVerifiedSensor.partial(
-            task_id="verify_test_vm", site_name=site.name, failover_job=wait.output, poke_interval=poll,
-            timeout=site.drill.verify_timeout.total_seconds(), map_index_template=VM_LABEL,
-        ).expand(target=start.output)
-        previous >> wait >> verify
-    return start, verify
+            return step
+
+        # Two chains in the job's order: the pauses, each answered before the job goes on, and the boot
+        # groups, each awaited after the previous one and after the pauses before it (a refused manual
+        # action ends the chain, so no wait outlives the drill). One wait of each chain reads the job at
+        # a time.
+        previous, group_wait, verifies = start, start, []
+        for group in plan.groups:
+            for action in group.pre:
+                if action in pauses:
+                    previous = pause(action, previous)
+            wait_id, verify_id = group_task_ids(group.group)
+            up = PlanGroupSensor(task_id=wait_id, job_name=job, group=group.group, vms=group.vms,
+                                 members=start.output, **waits)
+            verifies.append(TestVmVerifiedSensor.partial(
+                task_id=verify_id, site_name=site.name, failover_job=up.output["job"], poke_interval=poll,
+                timeout=site.drill.verify_timeout.total_seconds(), map_index_template=VM_LABEL,
+            ).expand(target=up.output))
+            [previous, group_wait] >> up >> verifies[-1]
+            group_wait = up
+            for action in group.post:
+                if action in pauses:
+                    previous = pause(action, previous)
+        wait = AsrJobSensor(task_id="wait_test_failover", job_name=job, cancel_on_kill=True, **waits)
+        previous >> wait
+    return start, [*verifies, wait]
 
 
 def build(site) -> DAG:

@@ -48,6 +48,11 @@ def plan_task_group(plan: str) -> str:
     return f"drill_plan_{slug(plan)}"
 
 
+def group_task_ids(group: int) -> tuple[str, str]:
+    """A plan's boot group in its drill: the wait for the group's VMs to be up, and their mapped verification."""
+    return f"wait_group_{group}", f"verify_group_{group}"
+
+
 def pause_task_id(kind: str, action: str) -> str:
     """The task, in its plan's group, that answers one pause of the plan's job: ``manual_...`` or ``check_...``."""
     return f"{kind}_{slug(action)}"

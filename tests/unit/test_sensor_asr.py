@@ -111,6 +111,7 @@ def test_deferrable_defers_a_running_job_with_the_right_trigger_and_timeout(cont
         "first_poll_delay": 15,  # the sensor has just read the job: the trigger does not read it again at once
         "cancel_on_kill": False,
         "suspend_at": None,
+        "until_group": None,
     }
 
 

@@ -129,3 +129,20 @@ def test_one_look_proves_a_vm_only_when_it_is_healthy_and_every_probe_passed():
     refused = check_test_vm(status(), [ProbeResult(kind="tcp", port=1433, ok=False, detail="refused")],
                             started_at=NOW, now=NOW)
     assert not refused.ok and refused.verified_at is None and refused.detail == "probe failed: refused"
+
+
+def test_a_boot_groups_wait_returns_its_members_in_the_site_files_order_and_pushes_the_job():
+    from site_recovery.sensors.drill import PlanGroupSensor
+
+    members = [VmTarget(vm=vm, cloud="Gold-Prod", fabric="f", container="c", item_name=vm.lower())
+               for vm in ("SQL-PRD-01", "APP-ERP-01", "APP-ERP-02", "WEB-PORTAL-01")]
+    sensor = PlanGroupSensor(task_id="wait_group_2", job_name="j1", group=2, vms=["app-erp-02", "APP-ERP-01"],
+                             members=[m.model_dump(mode="json") for m in members],  # as XCom renders them
+                             resource_group_name="rg", vault_name="v")
+    ti = FakeTi()
+
+    group = sensor.done({"ti": ti}, JOB)
+
+    assert sensor.until_group == "2" and sensor.cancel_on_kill  # stopping the drill cancels the plan's job
+    assert [m.vm for m in group] == ["APP-ERP-02", "APP-ERP-01"]
+    assert ti.pushed == {"job": JOB}  # the verification reads the test VMs' names from it

@@ -29,6 +29,7 @@ KWARGS = {
     "first_poll_delay": 0,
     "cancel_on_kill": False,
     "suspend_at": None,
+    "until_group": None,
 }
 ERROR = {
     "serviceErrorDetails": {
@@ -181,6 +182,44 @@ PLAN_TASKS = [("Preflight", "Recovery plan preflight checks", "Succeeded"),
 def test_a_wait_for_a_manual_action_ends_when_the_job_waits_on_it(state, tasks, reason, says):
     event = job_event(summary_of(state, tasks=tasks), fail_on_partial_success=True, wait_on_suspended=False,
                       suspend_at="Confirm licence server")
+
+    assert (event.reason if event else None) is reason
+    assert event is None or says in event.message
+
+
+def plan_job(state: str, groups: list[tuple[str, str]], manual: str | None = None) -> Job:
+    """A recovery plan's test failover job: its Failover group, then one task per boot group (id, state)."""
+    def group_task(group: str, task_state: str) -> dict:
+        return {"name": "RecoveryPlanGroupTask", "friendlyName": f"Group {group}: Start virtual machines",
+                "state": task_state,
+                "groupTaskCustomDetails": {"instanceType": "RecoveryPlanGroupTaskDetails", "groupId": group,
+                                           "rpGroupType": "Boot",
+                                           "childTasks": [{"friendlyName": f"VM-{group}-{n}"} for n in (1, 2)]}}
+
+    tasks = [group_task("Failover", "Succeeded"), *(group_task(g, s) for g, s in groups)]
+    if manual:
+        tasks.insert(2, {"name": "ManualActionTask", "friendlyName": manual, "state": "Suspended"})
+    job = make_job(state)
+    job.properties.tasks = Job({"name": JOB, "properties": {"tasks": tasks}}).properties.tasks
+    return job
+
+
+@pytest.mark.parametrize(("state", "groups", "manual", "reason", "says"), [
+    ("InProgress", [("1", "InProgress"), ("2", "NotStarted")], None, None, None),
+    ("InProgress", [("1", "Succeeded"), ("2", "InProgress")], None, WaitReason.SUCCEEDED,
+     f"Group 1 of 'Test failover' on VM1 (job {JOB}) is up (VM-1-1, VM-1-2)."),
+    # a manual action before the group: the job waits for a person, and so does this wait
+    ("Suspended", [("1", "NotStarted"), ("2", "NotStarted")], "Confirm licence server", None, None),
+    ("Failed", [("1", "Failed"), ("2", "NotStarted")], None, WaitReason.FAILED, "task 'Group 1: Start virtual "
+                                                                                "machines' failed"),
+    ("Cancelled", [("1", "InProgress"), ("2", "NotStarted")], None, WaitReason.FAILED, "cancelled before group 1 "
+                                                                                       "was up"),
+    ("Succeeded", [("2", "Succeeded")], None, WaitReason.FAILED, "succeeded and has no group 1"),
+    ("Succeeded", [("1", "Succeeded"), ("2", "Succeeded")], None, WaitReason.SUCCEEDED, "Group 1 of"),
+])
+def test_a_wait_for_a_boot_group_ends_when_the_groups_task_has_succeeded(state, groups, manual, reason, says):
+    event = job_event(summarize_job(plan_job(state, groups, manual)), fail_on_partial_success=True,
+                      wait_on_suspended=False, until_group="1")
 
     assert (event.reason if event else None) is reason
     assert event is None or says in event.message

@@ -69,7 +69,7 @@ class StartPlanTestFailoverOperator(BaseOperator):
     with the gate's reason, and so is everything of its drill after it. A re-run finds the plan's
     test failover already running and waits on that job rather than starting another. Pushes the
     job's name as ``job_name`` and returns the plan's members (:class:`~site_recovery.records.VmTarget`
-    s), which the verification is mapped over.
+    s); each boot group's wait (:class:`~site_recovery.sensors.drill.PlanGroupSensor`) picks its own.
 
     :param site_name: The site file, read again on the worker.
     :param plan: The recovery plan's name, as the site file gives it.

@@ -93,6 +93,9 @@ class AsrJobSensor(AsrSensor):
     :param cancel_on_kill: Cancel the job when a user marks or clears the deferred task (default: leave it).
     :param suspend_at: Wait only until a recovery plan's job waits on this manual action (the task
         name): done then, with the job's summary; fails when the job ends first.
+    :param until_group: Wait only until this boot group of a recovery plan's job is up (its ASR group
+        id, "1" boots first): done then, with the job's summary; fails when the group's task fails
+        or the job ends first. Waits through the job's suspensions.
 
     The other parameters are :class:`AsrSensor`'s and ``BaseSensorOperator``'s (``poke_interval``
     is the time between job reads; ``timeout`` fails with ``AirflowSensorTimeout``, no retries).
@@ -102,13 +105,15 @@ class AsrJobSensor(AsrSensor):
     operator_extra_links = (AsrJobLink(),)
 
     def __init__(self, *, job_name: str, fail_on_partial_success: bool = True, wait_on_suspended: bool = False,
-                 cancel_on_kill: bool = False, suspend_at: str | None = None, **kwargs: Any) -> None:
+                 cancel_on_kill: bool = False, suspend_at: str | None = None, until_group: str | None = None,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.job_name = job_name
         self.fail_on_partial_success = fail_on_partial_success
         self.wait_on_suspended = wait_on_suspended
         self.cancel_on_kill = cancel_on_kill
         self.suspend_at = suspend_at
+        self.until_group = until_group
 
     @cached_property
     def _progress(self):
@@ -138,7 +143,7 @@ class AsrJobSensor(AsrSensor):
             end_time=time.time() + self.timeout, fail_on_partial_success=self.fail_on_partial_success,
             wait_on_suspended=self.wait_on_suspended,
             first_poll_delay=self.poke_interval,  # the job was just read above
-            cancel_on_kill=self.cancel_on_kill, suspend_at=self.suspend_at))
+            cancel_on_kill=self.cancel_on_kill, suspend_at=self.suspend_at, until_group=self.until_group))
 
     def poke(self, context: Context) -> PokeReturnValue:
         """Read the job once; done with its summary when it succeeded, raise when it failed."""
@@ -155,23 +160,28 @@ class AsrJobSensor(AsrSensor):
         for line in self._progress.update(summary):
             self.log.info("%s", line)
         event = job_event(summary, fail_on_partial_success=self.fail_on_partial_success,
-                          wait_on_suspended=self.wait_on_suspended, suspend_at=self.suspend_at)
+                          wait_on_suspended=self.wait_on_suspended, suspend_at=self.suspend_at,
+                          until_group=self.until_group)
         if event is None:
             return PokeReturnValue(is_done=False)
-        return PokeReturnValue(is_done=True, xcom_value=self._finish(event))
+        return PokeReturnValue(is_done=True, xcom_value=self._finish(context, event))
 
-    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> JobSummary:
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
         """Resume after the trigger fired: return the job summary or raise by the event's reason."""
         from site_recovery.records import WaitEvent
 
         if not event:
             raise AsrJobError(f"No event from the trigger waiting for ASR job {self.job_name}.")
-        return self._finish(WaitEvent.from_event(event))
+        return self._finish(context, WaitEvent.from_event(event))
 
-    def _finish(self, event: WaitEvent) -> JobSummary:
+    def _finish(self, context: Context, event: WaitEvent) -> Any:
         raise_for_event(event)
         self.log.info("%s", event.message)
-        return event.job
+        return self.done(context, event.job)
+
+    def done(self, context: Context, job: JobSummary) -> Any:
+        """What the wait returns once it has ended well: the job as last read."""
+        return job
 
 
 class OptionalAsrJobSensor(AsrJobSensor):

@@ -1,7 +1,9 @@
 """Sensors of the test failover drill (step 10): is the test VM up, and does it answer its probes?
 
 :class:`TestVmVerifiedSensor` verifies each drilled VM; :class:`PlanCheckSensor` runs a recovery
-plan's Airflow-side check between two groups, while the plan's job waits for it.
+plan's Airflow-side check between two groups, while the plan's job waits for it;
+:class:`PlanGroupSensor` waits for one boot group of a plan to be up, so its members are verified
+while the next groups boot.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 from airflow.sdk.exceptions import AirflowSensorTimeout
 from site_recovery.exceptions import DrillFailed
+from site_recovery.sensors.asr import AsrJobSensor
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -200,3 +203,33 @@ class PlanCheckSensor(TestVmVerifiedSensor):
         resume_plan_job(self.site, self.job_name, f"{self.check}: Airflow check passed in {run_label(context)} "
                                                   f"({'; '.join(p.detail for p in check.probes)})")
         self.log.info("Recovery plan %s: check %r passed; ASR job %s resumed.", self.plan, self.check, self.job_name)
+
+
+class PlanGroupSensor(AsrJobSensor):
+    """Wait until one boot group of a recovery plan's test failover job is up; return the group's members.
+
+    A wait on the plan's job (:class:`~site_recovery.sensors.asr.AsrJobSensor` with ``until_group``)
+    that ends once ASR reports the group's task succeeded, while later groups still boot, so the
+    group's members are verified then rather than after the whole job. It returns the drilled
+    members of the group (the verification is mapped over them) and pushes the job as read then
+    under ``job`` (it names the test VMs). Stopping it cancels the plan's job, as stopping any of the
+    drill's waits does.
+
+    :param group: The boot group's number (1 boots first), also its group id in ASR's job.
+    :param vms: The group's VMs as the site file names them (their order is the mapping's).
+    :param members: The plan's drilled members (the plan's test failover task's XCom).
+    """
+
+    template_fields: Sequence[str] = (*AsrJobSensor.template_fields, "members")
+
+    def __init__(self, *, group: int, vms: list[str], members: Any, **kwargs: Any) -> None:
+        super().__init__(until_group=str(group), cancel_on_kill=True, **kwargs)
+        self.group, self.vms, self.members = group, vms, members
+
+    def done(self, context: Context, job: JobSummary) -> list[VmTarget]:
+        from site_recovery.records import VmTarget
+
+        context["ti"].xcom_push(key="job", value=job)
+        by_vm = {member.vm.casefold(): member for member in
+                 (VmTarget.model_validate(m) for m in self.members or [])}
+        return [by_vm[vm.casefold()] for vm in self.vms if vm.casefold() in by_vm]

@@ -15,13 +15,14 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import get_current_context
 from site_recovery.exceptions import DrillFailed
-from site_recovery.site_dags import pause_task_id, plan_task_group
+from site_recovery.site_dags import group_task_ids, pause_task_id, plan_task_group
 from site_recovery.tasks.drill import drill_hook, pulled_gate
 
 if TYPE_CHECKING:
     from airflow.sdk import Asset
     from site_recovery.records import (
         CleanupProof,
+        DrillGate,
         DrillOutcomeSummary,
         DrillReport,
         JobSummary,
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
         VmDrillResult,
         VmTarget,
     )
-    from site_recovery.site import Site
+    from site_recovery.site import RecoveryPlan, Site
 
 log = logging.getLogger(__name__)
 #: The task group mapped over the gate's targets.
@@ -77,7 +78,7 @@ def _records(record: type, values: list[Any]) -> list[Any]:
 def _task_timings(ti: Any, context: Any, targets: dict[str, list[VmTarget]]) -> list[TaskTiming]:
     """State and duration of every task of the run that has ended, mapped ones labelled by VM.
 
-    ``targets``: the VMs each mapped task group is mapped over, by group id.
+    ``targets``: the VMs each mapped task (by task id) or mapped task group (by group id) is mapped over.
     """
     from site_recovery.records import TaskTiming
 
@@ -89,7 +90,8 @@ def _task_timings(ti: Any, context: Any, targets: dict[str, list[VmTarget]]) -> 
     rows = []
     for crumb in crumbs:
         index = crumb.get("map_index")
-        mapped = targets.get(str(crumb.get("task_id") or "").split(".", 1)[0], [])
+        task_id = str(crumb.get("task_id") or "")
+        mapped = targets.get(task_id) or targets.get(task_id.split(".", 1)[0], [])
         label = mapped[index].vm if isinstance(index, int) and 0 <= index < len(mapped) else None
         rows.append(TaskTiming(task_id=crumb.get("task_id"), map_index=label, state=crumb.get("state"),
                                duration_seconds=crumb.get("duration")))
@@ -157,9 +159,18 @@ def build_report(site: Site, context: Any) -> DrillReport:
         gate=GateSummary(checked=gate.checked, passed=gate.passed, skipped=gate.skipped,
                          leftovers_cleaned=gate.leftovers_cleaned) if gate else GateSummary(),
         vms=vms, plans=plans, cleanup_proof=cleanup_proof.model_copy(update={"per_vm": {}}),
-        tasks=_task_timings(ti, context, {GROUP: targets, **{plan_task_group(p.plan): p.members
-                                                               for p in (gate.plans if gate else [])}}),
+        tasks=_task_timings(ti, context, {GROUP: targets, **_plan_task_labels(site, ti, gate)}),
     )
+
+
+def _plan_task_labels(site: Site, ti: Any, gate: DrillGate | None) -> dict[str, list[VmTarget]]:
+    """The VMs each plan's mapped verification tasks are mapped over, by task id."""
+    labels = {}
+    for plan in gate.plans if gate else []:
+        if plan.skipped is None:
+            for number, members in plan_group_members(ti, plan, site.plan_named(plan.plan)).items():
+                labels[f"{plan_task_group(plan.plan)}.{group_task_ids(number)[1]}"] = members
+    return labels
 
 
 def _plan_results(site: Site, ti: Any, plan: PlanDrillTarget, proof: CleanupProof | None,
@@ -183,10 +194,12 @@ def _plan_results(site: Site, ti: Any, plan: PlanDrillTarget, proof: CleanupProo
     if job is None and job_name:
         # The wait failed, so it returned nothing: read the job to report ASR's own words.
         job = summarize_job(drill_hook(site).get_job(site.azure.resource_group, site.azure.vault_name, job_name))
-    n = len(plan.members)
-    pulled = ti.xcom_pull(task_ids=f"{group}.verify_test_vm", key="verify", map_indexes=list(range(n))) if n else []
-    pulled = pulled if isinstance(pulled, list) else [pulled]
-    verifies = {t.vm: TestVmCheck.model_validate(v) for t, v in zip(plan.members, pulled, strict=False) if v}
+    verifies = {}
+    for boot_group, members in plan_group_members(ti, plan, defined).items():
+        pulled = ti.xcom_pull(task_ids=f"{group}.{group_task_ids(boot_group)[1]}", key="verify",
+                              map_indexes=list(range(len(members)))) if members else []
+        pulled = pulled if isinstance(pulled, list) else [pulled]
+        verifies |= {t.vm: TestVmCheck.model_validate(v) for t, v in zip(members, pulled, strict=False) if v}
     outcomes, checks = [], {}
     for action in defined.pauses():  # what each pause's task pushed: a manual action's outcome, a check's look
         pushed = ti.xcom_pull(task_ids=f"{group}.{pause_task_id(action.kind, action.name)}",
@@ -203,6 +216,20 @@ def _plan_results(site: Site, ti: Any, plan: PlanDrillTarget, proof: CleanupProo
            for t in plan.members]
     return vms, plan_result(defined, job=job, verifies=verifies, outcomes=outcomes, skipped=None,
                             rto_target=rto_target, member_results=vms, checks=checks)
+
+
+def plan_group_members(ti: Any, plan: PlanDrillTarget, defined: RecoveryPlan) -> dict[int, list[VmTarget]]:
+    """Each boot group's members in the order its verification is mapped over them (what the group's wait
+    returned; the gate's members in the site file's order where the wait did not end well)."""
+    from site_recovery.records import VmTarget
+
+    by_vm = {member.vm.casefold(): member for member in plan.members}
+    groups = {}
+    for group in defined.groups:
+        pushed = ti.xcom_pull(task_ids=f"{plan_task_group(plan.plan)}.{group_task_ids(group.group)[0]}")
+        groups[group.group] = ([VmTarget.model_validate(member) for member in pushed] if pushed is not None else
+                               [by_vm[vm.casefold()] for vm in group.vms if vm.casefold() in by_vm])
+    return groups
 
 
 def drill_report(site_name: str) -> DrillOutcomeSummary:

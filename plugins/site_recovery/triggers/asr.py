@@ -26,7 +26,7 @@ def _event(reason: WaitReason, message: str, summary: JobSummary) -> WaitEvent:
 
 
 def job_event(summary: JobSummary, *, fail_on_partial_success: bool, wait_on_suspended: bool,
-              suspend_at: str | None = None) -> WaitEvent | None:
+              suspend_at: str | None = None, until_group: str | None = None) -> WaitEvent | None:
     """
     Decide a job wait from one read of the job: its event, or None while the job should be awaited.
 
@@ -36,9 +36,15 @@ def job_event(summary: JobSummary, *, fail_on_partial_success: bool, wait_on_sus
     :param suspend_at: The manual action (task name) a recovery plan's job is awaited to reach: the
         wait ends ``suspended`` once the job waits on it, and ``failed`` when the job ends first or
         waits on another one.
+    :param until_group: The boot group (its ASR group id: "1", "2"...) a recovery plan's job is awaited
+        to have started: the wait ends ``succeeded`` once the group's task has succeeded (its VMs are
+        up, while later groups boot), and ``failed`` when that task fails or the job ends first. A
+        suspended job is awaited: its manual action is answered elsewhere.
     :return: A ``succeeded``, ``suspended`` or ``failed`` event, or None.
     """
     state, label = summary.state, summary.label
+    if until_group is not None:
+        return _group_event(summary, until_group)
     if suspend_at is not None:
         waiting = [task.label for task in summary.tasks if task.state == AsrJobState.SUSPENDED]
         if state is AsrJobState.SUSPENDED and suspend_at in waiting:
@@ -64,6 +70,29 @@ def job_event(summary: JobSummary, *, fail_on_partial_success: bool, wait_on_sus
         waiting = [task.label for task in summary.tasks if task.state == AsrJobState.SUSPENDED]
         on = f" (task {', '.join(map(repr, waiting))})" if waiting else ""
         return _event(WaitReason.FAILED, f"{label} is suspended, waiting for a manual action{on}.", summary)
+    return None
+
+
+def _group_event(summary: JobSummary, group: str) -> WaitEvent | None:
+    """:func:`job_event` for a wait on one boot group of a recovery plan's job."""
+    from site_recovery.vocabulary import JobTaskDetails
+
+    tasks = [task for task in summary.tasks if task.details_type == JobTaskDetails.PLAN_GROUP
+             and task.group_id == group]
+    label = f"Group {group} of {summary.label}"
+    failed = [task for task in tasks if isinstance(task.state, AsrJobState) and task.state.is_failure]
+    if failed:
+        return _event(WaitReason.FAILED, f"{label}: task {failed[0].label!r} {str(failed[0].state).lower()}"
+                                         f"{_errors_text(summary)}", summary)
+    if tasks and all(task.state is AsrJobState.SUCCEEDED for task in tasks):
+        vms = sorted({vm for task in tasks for vm in task.vms})
+        return _event(WaitReason.SUCCEEDED, f"{label} is up ({', '.join(vms) or 'no VMs'}).", summary)
+    if summary.ended:
+        outcome = summary.state.value.lower() if summary.state else "ended"
+        if not tasks:
+            return _event(WaitReason.FAILED, f"{summary.label} {outcome} and has no group {group}.", summary)
+        return _event(WaitReason.FAILED, f"{summary.label} {outcome} before group {group} was up"
+                                         f"{_errors_text(summary)}", summary)
     return None
 
 
@@ -109,6 +138,7 @@ class AsrJobTrigger(AsrPollTrigger):
     :param fail_on_partial_success: Treat a ``PartiallySucceeded`` job as a failure.
     :param wait_on_suspended: Keep waiting on a suspended job instead of failing.
     :param suspend_at: End the wait (``suspended``) when the job waits on this manual action (see :func:`job_event`).
+    :param until_group: End the wait (``succeeded``) once this boot group of a plan's job is up (see :func:`job_event`).
     :param cancel_on_kill: Cancel the job when a user stops the waiting task. Airflow calls ``on_kill``
         on mark-failed, mark-success *and* clear alike, so only waits whose job may be abandoned
         (a drill's test failover) set it; a deployment's or an enable's job must survive a clear.
@@ -129,6 +159,7 @@ class AsrJobTrigger(AsrPollTrigger):
         first_poll_delay: float = 0,
         cancel_on_kill: bool = False,
         suspend_at: str | None = None,
+        until_group: str | None = None,
     ) -> None:
         super().__init__(azure_conn_id=azure_conn_id, resource_group_name=resource_group_name,
                          vault_name=vault_name, poll_interval=poll_interval, end_time=end_time,
@@ -138,6 +169,7 @@ class AsrJobTrigger(AsrPollTrigger):
         self.wait_on_suspended = wait_on_suspended
         self.cancel_on_kill = cancel_on_kill
         self.suspend_at = suspend_at
+        self.until_group = until_group
         self._summary: JobSummary | None = None
         self._progress = JobProgress()
 
@@ -148,7 +180,7 @@ class AsrJobTrigger(AsrPollTrigger):
     def serialize_kwargs(self) -> dict[str, Any]:
         return {"job_name": self.job_name, "fail_on_partial_success": self.fail_on_partial_success,
                 "wait_on_suspended": self.wait_on_suspended, "cancel_on_kill": self.cancel_on_kill,
-                "suspend_at": self.suspend_at}
+                "suspend_at": self.suspend_at, "until_group": self.until_group}
 
     def _last_seen(self) -> JobSummary:
         from site_recovery.records import JobSummary
@@ -162,7 +194,8 @@ class AsrJobTrigger(AsrPollTrigger):
         for line in self._progress.update(self._summary):
             self.log.info("%s", line)
         return job_event(self._summary, fail_on_partial_success=self.fail_on_partial_success,
-                         wait_on_suspended=self.wait_on_suspended, suspend_at=self.suspend_at)
+                         wait_on_suspended=self.wait_on_suspended, suspend_at=self.suspend_at,
+                         until_group=self.until_group)
 
     def timeout_event(self) -> WaitEvent:
         return timeout_event(self._last_seen(), self.end_time)
