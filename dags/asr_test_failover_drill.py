@@ -103,11 +103,11 @@ def drill_plan(site, plan, waits: dict):
             previous >> reached >> step
             return step
 
-        # Two chains in the job's order: the pauses, each answered before the job goes on, and the boot
-        # groups, each awaited after the previous one and after the pauses before it (a refused manual
-        # action ends the chain, so no wait outlives the drill). One wait of each chain reads the job at
-        # a time.
-        previous, group_wait, verifies = start, start, []
+        # One chain in the job's order: each boot group's wait, and each pause answered before the job goes on.
+        # A link starts once the one before has ended, so one wait reads the job at a time, and a refused
+        # manual action ends the chain: no wait outlives the drill. Each group's members are verified as
+        # soon as it is up, beside the chain.
+        previous, verifies = start, []
         for group in plan.groups:
             for action in group.pre:
                 if action in pauses:
@@ -119,11 +119,12 @@ def drill_plan(site, plan, waits: dict):
                 task_id=verify_id, site_name=site.name, failover_job=up.output["job"], poke_interval=poll,
                 timeout=site.drill.verify_timeout.total_seconds(), map_index_template=VM_LABEL,
             ).expand(target=up.output))
-            [previous, group_wait] >> up >> verifies[-1]
-            group_wait = up
+            previous >> up >> verifies[-1]
+            previous = up
             for action in group.post:
                 if action in pauses:
                     previous = pause(action, previous)
+        # Started once the last group is up, its first look usually finds the job ended.
         wait = AsrJobSensor(task_id="wait_test_failover", job_name=job, cancel_on_kill=True, **waits)
         previous >> wait
     return start, [*verifies, wait]

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import get_current_context, task
@@ -35,7 +34,6 @@ if TYPE_CHECKING:
         RecoveryPlanSummary,
         VmTarget,
     )
-    from site_recovery.scripts import TestVmStatus
     from site_recovery.site import RecoveryPlan, Site
 
 log = logging.getLogger(__name__)
@@ -426,11 +424,6 @@ def _end_running_test_failover(hook: AzureSiteRecoveryHook, site: Site, args: tu
     return summarize_protected_item(hook.get_protected_item(*args))
 
 
-#: VMs whose cleanup is looked at at once (one ARM read and one WinRM shell each). WinRM allows
-#: 30 shells per user by default (MaxShellsPerUser); 8 leaves room for the other tasks and tools.
-CLEANUP_LOOKS_AT_ONCE = 8
-
-
 @task(trigger_rule="all_done")
 @sort_errors
 def verify_cleanup(site_name: str) -> CleanupProof:
@@ -439,46 +432,55 @@ def verify_cleanup(site_name: str) -> CleanupProof:
     Returns and pushes (``proof``) the :class:`~site_recovery.records.CleanupProof`, then fails
     when anything was left behind.
     """
-    from site_recovery.drill import name_of_test_vm, utc_now
-    from site_recovery.hooks.asr import summarize_protected_item
-    from site_recovery.records import CleanupCheck, CleanupProof
     from site_recovery.site import load_site_named
 
     context = get_current_context()
     site = load_site_named(site_name)
-    hook, az = drill_hook(site), site.azure
     gate = pulled_gate(context["ti"])
-    vmm = _recovery_vmm(site)
-
-    def look(t: VmTarget) -> tuple[ProtectedItemSummary, TestVmStatus]:
-        item = summarize_protected_item(hook.get_protected_item(az.resource_group, az.vault_name, t.fabric,
-                                                                 t.container, t.item_name))
-        return item, vmm.run_script("Get-TestVmStatus", {"VmName": name_of_test_vm(t.vm)})
-
-    drilled = gate.drilled if gate else []
-    in_failover, test_vms, per_vm = [], [], {}
-    # Each VM's two looks are independent of the others': a few at once keep a 200-VM proof to seconds.
-    with ThreadPoolExecutor(CLEANUP_LOOKS_AT_ONCE, thread_name_prefix="cleanup-proof") as pool:
-        looks = list(pool.map(look, drilled))
-    for t, (item, status) in zip(drilled, looks, strict=True):
-        if item.in_test_failover:
-            in_failover.append(t.vm)
-        if status.exists:
-            test_vms.append(status.vm_name)
-        per_vm[t.vm] = CleanupCheck(
-            verified=not item.in_test_failover and not status.exists,
-            detail="; ".join([
-                f"test failover still {item.test_failover_state}" if item.in_test_failover
-                else "no active test failover",
-                f"test VM {status.summary()} still on {site.recovery.vmm.fqdn}" if status.exists
-                else "no test VM on the recovery VMM"]))
-    proof = CleanupProof(verified_at=utc_now(), items_in_test_failover=in_failover, test_vms_left=test_vms,
-                         per_vm=per_vm)
+    proof = prove_cleanup(site, drill_hook(site), _recovery_vmm(site), gate.drilled if gate else [])
     context["ti"].xcom_push(key="proof", value=proof)
+    in_failover, test_vms = proof.items_in_test_failover, proof.test_vms_left
     if in_failover or test_vms:
         raise DrillFailed("The drill left things behind: " + "; ".join(filter(None, [
             f"still in a test failover: {', '.join(in_failover)}" if in_failover else "",
             f"test VMs on {site.recovery.vmm.fqdn}: {', '.join(test_vms)}" if test_vms else ""])))
-    log.info("Cleanup verified for %d VM(s): no active test failover, no test VM on %s.", len(per_vm),
+    log.info("Cleanup verified for %d VM(s): no active test failover, no test VM on %s.", len(proof.per_vm),
              site.recovery.vmm.fqdn)
     return proof
+
+
+def prove_cleanup(site: Site, hook: AzureSiteRecoveryHook, vmm: VmmScriptHook,
+                  drilled: list[VmTarget]) -> CleanupProof:
+    """Look, as ASR and the recovery VMM see them now, whether the drilled VMs left a test failover or a test VM."""
+    from site_recovery.drill import name_of_test_vm, utc_now
+    from site_recovery.hooks.asr import summarize_protected_item
+    from site_recovery.records import CleanupCheck, CleanupProof
+
+    az = site.azure
+    # One list per drilled cloud reads every drilled VM's item (200 VMs: a few requests, not 200).
+    items: dict[tuple[str, str, str], ProtectedItemSummary] = {}
+    for fabric, container in dict.fromkeys((t.fabric, t.container) for t in drilled):
+        for listed in hook.list_protected_items(az.resource_group, az.vault_name, fabric, container):
+            item = summarize_protected_item(listed)
+            items[fabric, container, item.name.casefold()] = item
+    # One inventory of the recovery VMM shows every test VM left (one WinRM run, not one per VM).
+    on_vmm = {vm.name.casefold(): vm for vm in vmm.run_script("Get-VmmInventory", {}).vms}
+    in_failover, test_vms, per_vm = [], [], {}
+    for t in drilled:
+        item = items.get((t.fabric, t.container, t.item_name.casefold()))
+        left_in_failover = item is not None and item.in_test_failover
+        test_vm = on_vmm.get(name_of_test_vm(t.vm).casefold())
+        if left_in_failover:
+            in_failover.append(t.vm)
+        if test_vm is not None:
+            test_vms.append(test_vm.name)
+        per_vm[t.vm] = CleanupCheck(
+            verified=not left_in_failover and test_vm is None,
+            detail="; ".join([
+                f"test failover still {item.test_failover_state}" if left_in_failover
+                else "no active test failover" if item is not None
+                else "no longer protected, so in no test failover",
+                f"test VM '{test_vm.name}' ({test_vm.state} on {test_vm.host}) still on {site.recovery.vmm.fqdn}"
+                if test_vm is not None else "no test VM on the recovery VMM"]))
+    return CleanupProof(verified_at=utc_now(), items_in_test_failover=in_failover, test_vms_left=test_vms,
+                        per_vm=per_vm)
