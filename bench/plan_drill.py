@@ -137,6 +137,7 @@ def run_bench(workdir: Path, vms: int = 200, poll_interval: str = "30s", time_sc
     for name, site in sites.items():
         (include / "sites" / f"{name}.yaml").write_text(yaml.safe_dump(site, sort_keys=False))
     conditions = {"protectable_vms": len(protectable), "time_scale": time_scale, "poll_interval": poll_interval,
+                  "plan_poll_interval": sites[PLAN_SITE]["timeouts"].get("plan_poll_interval", "10s"),
                   "plans": {p["name"]: [len(g["vms"]) for g in p["groups"]] for p in plans},
                   "executor": "LocalExecutor", "database": "sqlite, WAL journal, 60 s busy timeout",
                   "cpus": os.cpu_count(), "load_average_1m_at_start": round(os.getloadavg()[0], 2)}
@@ -175,7 +176,7 @@ def run_bench(workdir: Path, vms: int = 200, poll_interval: str = "30s", time_sc
 def summary(figures: dict) -> str:
     c, lines = figures["conditions"], []
     lines.append(f"Drill of {c['protectable_vms']} VMs, time scale {c['time_scale']}, poll interval "
-                 f"{c['poll_interval']}, plans {c['plans']} (load {c.get('load_average_1m_at_plan_drill')} on "
+                 f"{c['poll_interval']} (plan jobs {c.get('plan_poll_interval')}), plans {c['plans']} (load {c.get('load_average_1m_at_plan_drill')} on "
                  f"{c['cpus']} CPUs):")
     for key, label in (("plans", "in 2 plans"), ("one_by_one", "one by one")):
         if key not in figures:

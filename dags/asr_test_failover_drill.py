@@ -81,6 +81,7 @@ def drill_plan(site, plan, waits: dict):
     Returns the group's first task and its last ones.
     """
     poll = site.timeouts.poll_interval.total_seconds()
+    waits = {**waits, "poke_interval": site.timeouts.plan_poll_interval.total_seconds()}  # one reader per plan
     pauses = plan.pauses()
     with TaskGroup(plan_task_group(plan.name), tooltip=f"Recovery plan {plan.name}"):
         start = StartPlanTestFailoverOperator(task_id="test_failover", site_name=site.name, plan=plan.name)

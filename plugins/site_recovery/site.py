@@ -548,6 +548,12 @@ class Timeouts(_Model):
                                                                                "connected fabric in the vault.")
     poll_interval: Duration = Field(timedelta(seconds=30), description="How often a waiting task reads ASR (a job, "
                                                                        "a protected VM, free replication slots).")
+    plan_poll_interval: Duration = Field(timedelta(seconds=10), description="How often a drill reads a recovery "
+                                                                            "plan's job: one read per plan, however "
+                                                                            "many VMs it holds. A group's members are "
+                                                                            "verified once a read finds it up, so the "
+                                                                            "interval bounds how late, and how much "
+                                                                            "the plan's measured RTO overstates.")
 
 
 # ------------------------------------------------------------------------------ recovery plans
