@@ -385,8 +385,7 @@ def _clean_up_plan(hook: AzureSiteRecoveryHook, site: Site, plan: str, comment: 
 
 def _end_job(hook: AzureSiteRecoveryHook, site: Site, job: str, what: str) -> None:
     """A drill job that still runs (the drill was stopped, a manual action refused): cancel it, wait for its end."""
-    from azure.core.exceptions import AzureError
-    from site_recovery.hooks.asr import summarize_job
+    from site_recovery.hooks.asr import is_azure_error, summarize_job
 
     az = site.azure
     summary = summarize_job(hook.get_job(az.resource_group, az.vault_name, job))
@@ -397,10 +396,11 @@ def _end_job(hook: AzureSiteRecoveryHook, site: Site, job: str, what: str) -> No
                     summary.state, job)
         try:
             hook.cancel_job(az.resource_group, az.vault_name, job)
-        except AzureError:
+        except Exception as exc:
             # The stopped wait's on_kill (or a person in the portal) may have cancelled it since the read above:
             # ASR then refuses a second cancel. Only a job that could still be cancelled makes the refusal ours.
-            if summarize_job(hook.get_job(az.resource_group, az.vault_name, job)).cancellable:
+            if not is_azure_error(exc) or summarize_job(hook.get_job(az.resource_group, az.vault_name,
+                                                                     job)).cancellable:
                 raise
             log.info("%s: job %s was ended by someone else meanwhile; ASR refused a second cancel.", what, job)
     deadline = time.time() + site.timeouts.asr_job.total_seconds()
