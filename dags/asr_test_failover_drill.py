@@ -12,8 +12,8 @@ setting) and a check runs its probe and resumes the job when it passes; each boo
 are verified as soon as the group is up, while the next groups boot; the plan is cleaned up as
 one. VMs in no plan are drilled one by one. The report (JSON + HTML, published as an Asset) gives
 the verdict, RTO and RPO per VM, a section per plan and the cleanup proof. A drill can never fail
-over, commit or reprotect: its ASR client refuses it. Wiring only: the steps live in site_recovery.tasks.drill, .tasks.drill_report, .operators.drill
-and .sensors.drill.
+over, commit or reprotect: its ASR client refuses it. Wiring only: the steps live in
+site_recovery.tasks.drill, .tasks.drill_report, .operators.drill and .sensors.drill.
 """
 
 from __future__ import annotations
@@ -80,9 +80,10 @@ def drill_plan(site, plan, waits: dict):
 
     Returns the group's first task and its last ones.
     """
+    from site_recovery.site import PlanAction  # loaded already: only a site file with plans gets here
+
     poll = site.timeouts.poll_interval.total_seconds()
     waits = {**waits, "poke_interval": site.timeouts.plan_poll_interval.total_seconds()}  # one reader per plan
-    pauses = plan.pauses()
     with TaskGroup(plan_task_group(plan.name), tooltip=f"Recovery plan {plan.name}"):
         start = StartPlanTestFailoverOperator(task_id="test_failover", site_name=site.name, plan=plan.name)
         job = start.output["job_name"]
@@ -109,12 +110,12 @@ def drill_plan(site, plan, waits: dict):
         # manual action ends the chain: no wait outlives the drill. Each group's members are verified as
         # soon as it is up, beside the chain.
         previous, verifies = start, []
-        for group in plan.groups:
-            for action in group.pre:
-                if action in pauses:
-                    previous = pause(action, previous)
-            wait_id, verify_id = group_task_ids(group.group)
-            up = PlanGroupSensor(task_id=wait_id, job_name=job, group=group.group, vms=group.vms,
+        for step in plan.job_order():
+            if isinstance(step, PlanAction):
+                previous = pause(step, previous)
+                continue
+            wait_id, verify_id = group_task_ids(step.group)
+            up = PlanGroupSensor(task_id=wait_id, job_name=job, group=step.group, vms=step.vms,
                                  members=start.output, **waits)
             verifies.append(TestVmVerifiedSensor.partial(
                 task_id=verify_id, site_name=site.name, failover_job=up.output["job"], poke_interval=poll,
@@ -122,9 +123,6 @@ def drill_plan(site, plan, waits: dict):
             ).expand(target=up.output))
             previous >> up >> verifies[-1]
             previous = up
-            for action in group.post:
-                if action in pauses:
-                    previous = pause(action, previous)
         # Started once the last group is up, its first look usually finds the job ended.
         wait = AsrJobSensor(task_id="wait_test_failover", job_name=job, cancel_on_kill=True, **waits)
         previous >> wait

@@ -721,9 +721,16 @@ class RecoveryPlan(_Model):
     def pauses(self, failover_type: str = "test", direction: str = "primary_to_recovery") -> list[PlanAction]:
         """Where the plan's job suspends, in order: its manual actions, and its checks (held by ASR as manual
         actions that the drill confirms once the probe passes), so the next group waits for each."""
-        return [a for g in self.groups for a in (*g.pre, *g.post)
-                if a.kind == "check" or (a.kind == "manual" and failover_type in a.failover_types
-                                         and direction in a.directions)]
+        return [step for step in self.job_order(failover_type, direction) if isinstance(step, PlanAction)]
+
+    def job_order(self, failover_type: str = "test", direction: str = "primary_to_recovery",
+                  ) -> list[PlanGroup | PlanAction]:
+        """What the plan's job meets, in order: each group's pauses before it, the group's boot, its pauses after."""
+        def pausing(actions: list[PlanAction]) -> list[PlanAction]:
+            return [a for a in actions if a.kind == "check" or (
+                a.kind == "manual" and failover_type in a.failover_types and direction in a.directions)]
+
+        return [step for g in self.groups for step in (*pausing(g.pre), g, *pausing(g.post))]
 
 
 def _first_seen(items: list, attr: str, loc: tuple, what: str) -> list[tuple[tuple, str]]:
