@@ -21,10 +21,10 @@ Nothing here imports Airflow or Azure.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 from fnmatch import fnmatchcase
-from typing import TYPE_CHECKING, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from site_recovery.records import (
     CleanupCheck,
@@ -73,7 +73,7 @@ def utc_now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def drill_may_send(method: str, path: str) -> bool:
+def drill_may_send(method: str, path: str, body: Mapping[str, Any] | None = None) -> bool:
     """True for reads, test failover, test failover cleanup and job cancel; False for any other write.
 
     Planned and unplanned failover, commit, reprotect, cancel failover, disabling protection and

@@ -70,3 +70,15 @@ class DeploymentError(AirflowFailException):
 
 class DrillFailed(AirflowFailException):
     """The drill did not prove the site can recover: its verdict is FAIL (the report says why)."""
+
+
+class RecoveryRefused(AirflowFailException):
+    """A failover or failback may not start (or go on): the message names each problem; nothing was changed."""
+
+
+class RecoveryFailed(AirflowFailException):
+    """A step of a failover or failback did not reach its goal (a recovered VM fails its checks): final."""
+
+
+class ApprovalRefused(AirflowFailException):
+    """The approver rejected a step of a failover or failback, or nobody answered in time: nothing further runs."""

@@ -13,7 +13,7 @@ from site_recovery.exceptions import DeploymentCheckFailed
 
 if TYPE_CHECKING:
     from site_recovery.hooks.asr import AzureSiteRecoveryHook
-    from site_recovery.records import PairedCloud
+    from site_recovery.records import PairedCloud, ProtectedItemSummary
     from site_recovery.site import Site
 
 
@@ -41,3 +41,16 @@ def paired_clouds(hook: AzureSiteRecoveryHook, site: Site) -> list[PairedCloud]:
                                   fabric=primary.name, container=container.name,
                                   policy_id=mapping.properties.policy_id))
     return clouds
+
+
+def protected_items_in_scope(hook: AzureSiteRecoveryHook, site: Site) -> list[tuple[PairedCloud, ProtectedItemSummary]]:
+    """(paired cloud, protected item) of every in-scope protected VM of the site's paired clouds."""
+    from site_recovery.hooks.asr import summarize_protected_item
+
+    az, found = site.azure, []
+    for cloud in paired_clouds(hook, site):
+        for item in hook.list_protected_items(az.resource_group, az.vault_name, cloud.fabric, cloud.container):
+            summary = summarize_protected_item(item)
+            if site.scope.covers(cloud.cloud, summary.vm or ""):
+                found.append((cloud, summary))
+    return found

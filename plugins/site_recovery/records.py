@@ -32,10 +32,14 @@ from site_recovery.vocabulary import (
     DrillOutcome,
     DrillPhase,
     DrillVerdict,
+    FailoverDirection,
+    FailoverKind,
     PlanActionKind,
     PlanGroupType,
     ProtectionAction,
     ProtectionState,
+    RecoveryStage,
+    RecoveryStep,
     ReplicationHealth,
     Scenario,
     TestFailoverState,
@@ -690,6 +694,66 @@ class DrillOutcomeSummary(Record):
     json_path: str = Field(alias="json")
 
     model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)
+
+
+# ------------------------------------------------------------------------------ real recovery
+class VmmAnswer(Record):
+    """Whether a site's VMM server answered the assessment's one look (``Get-VmmInventory``)."""
+
+    server: str
+    answered: bool
+    detail: str
+
+
+class RecoveryVm(Record):
+    """One VM of a failover or failback as the assessment found it: where it stands and what it would lose."""
+
+    vm: str
+    stage: RecoveryStage
+    target: VmTarget
+    protection: str
+    replication_health: OpenHealth | None = None
+    health_errors: str = ""
+    last_replicated_time: UtcTime | None = None
+    #: the data a failover to the newest recovery point would lose (0 for a planned failover: a last sync runs)
+    data_loss_seconds: float | None = None
+    #: the ASR operation running on the VM and its job (a rerun adopts the job of its own step)
+    scenario: OpenScenario | None = None
+    scenario_job: str | None = None
+    problems: list[str] = Field(default_factory=list)
+
+
+class RecoveryAssessment(Record):
+    """What a failover or failback run found before changing anything; the approver reads it."""
+
+    site: str
+    direction: FailoverDirection
+    kind: FailoverKind
+    assessed_at: UtcTime
+    #: the site the recovery leaves (planned: it must answer) and the one it goes to
+    source_vmm: VmmAnswer
+    target_vmm: VmmAnswer
+    vms: list[RecoveryVm]
+    #: run-level problems (confirmation, approvers, concurrent runs); VM problems sit on each VM
+    problems: list[str] = Field(default_factory=list)
+
+    def all_problems(self) -> list[str]:
+        return [*self.problems, *(f"VM {vm.vm}: {problem}" for vm in self.vms for problem in vm.problems)]
+
+    def at(self, *stages: RecoveryStage) -> list[VmTarget]:
+        """The VMs (as mapped tasks' targets) standing at one of ``stages``."""
+        return [vm.target for vm in self.vms if vm.stage in stages]
+
+
+class RecoveryApproval(Record):
+    """One approval of a failover or failback: who decided what, when (``needed`` False: nothing to approve)."""
+
+    step: RecoveryStep
+    needed: bool = True
+    decision: str | None = None
+    by: str | None = None
+    at: UtcTime | None = None
+    detail: str = ""
 
 
 WaitEvent.model_rebuild()

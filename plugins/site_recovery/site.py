@@ -746,6 +746,21 @@ def _first_seen(items: list, attr: str, loc: tuple, what: str) -> list[tuple[tup
     return problems
 
 
+class Failover(_Model):
+    """The real recovery (failover to the recovery site, failback to the primary): who approves, how long to wait."""
+
+    approvers: list[AirflowUser] = Field(
+        [], description="Airflow users who may approve each irreversible step of a failover or failback (the "
+                        "failover itself, its commit or cancel, the reprotect). Empty: the failover and failback "
+                        "DAGs refuse to run, since no step may change production without a named person.")
+    approval_timeout: Duration = Field(timedelta(hours=4), description="Longest wait for an approval; then the run "
+                                                                       "fails with nothing further changed.")
+    verify_timeout: Duration = Field(timedelta(minutes=30), description="Longest wait for a recovered VM to run with "
+                                                                        "a heartbeat and pass drill.probes (the "
+                                                                        "checks a drill proves are the ones a "
+                                                                        "recovery is verified by).")
+
+
 class Site(_Model):
     """One DR pairing: the Azure vault, the two VMM sites, and everything the three DAGs need."""
 
@@ -761,6 +776,8 @@ class Site(_Model):
                                                            description="MARS agent on the primary hosts.")
     scope: Scope = Field(default_factory=Scope, description="VMs protected by step 9.")
     drill: Drill = Field(default_factory=Drill, description="Scheduled test failover (step 10).")
+    failover: Failover = Field(default_factory=Failover, description="The real failover and failback, behind "
+                                                                     "approvals.")
     timeouts: Timeouts = Field(default_factory=Timeouts, description="Waits of the deployment and drill DAGs.")
     recovery_plans: list[RecoveryPlan] = Field([], description="Applications recovered as one, in boot groups; "
                                                                "drills drill them as plans.")

@@ -303,6 +303,52 @@ class FailoverDirection(StrEnum):
     RECOVERY_TO_PRIMARY = "RecoveryToPrimary"
 
 
+class FailoverKind(StrEnum):
+    """What a real failover may assume of the site it leaves (the failover DAG's ``kind`` param)."""
+
+    #: the site it leaves is up: its VMs are shut down and a last sync runs first (no data loss)
+    PLANNED = "planned"
+    #: the site it leaves is down or unreachable: the VMs start from the newest recovery point at the other site
+    UNPLANNED = "unplanned"
+
+
+class RecoveryStep(StrEnum):
+    """A step of a real recovery that changes production; each has its own approval and request guard."""
+
+    FAILOVER = "failover"
+    COMMIT = "commit"
+    CANCEL = "cancel"
+    REPROTECT = "reprotect"
+
+
+class RecoveryStage(StrEnum):
+    """Where a protected VM stands in a recovery in one direction, as ASR shows it; a rerun resumes from here."""
+
+    #: active on the site the recovery leaves, and ASR allows the failover
+    READY = "ready to fail over"
+    FAILING_OVER = "failing over"
+    #: active on the site the recovery goes to; ASR waits for the commit (or a cancel)
+    FAILED_OVER = "failed over, commit pending"
+    COMMITTING = "committing"
+    CANCELLING = "cancelling the failover"
+    #: committed; the reverse replication (reprotect) has not started
+    COMMITTED = "committed"
+    REPROTECTING = "reprotecting"
+    #: protected again, replicating from the site the recovery went to
+    REPROTECTED = "reprotected"
+    #: in a state the recovery cannot start from (the assessment says why)
+    BLOCKED = "blocked"
+
+    @property
+    def before_failover(self) -> bool:
+        return self in (RecoveryStage.READY, RecoveryStage.FAILING_OVER)
+
+    @property
+    def before_commit(self) -> bool:
+        return self in (RecoveryStage.READY, RecoveryStage.FAILING_OVER, RecoveryStage.FAILED_OVER,
+                        RecoveryStage.COMMITTING)
+
+
 class ProviderConnectionState(StrEnum):
     """A Recovery Services provider's (the ASR Provider on a VMM server) ``connectionStatus``."""
 

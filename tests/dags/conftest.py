@@ -7,6 +7,7 @@ import logging
 
 import pytest
 
+from tests.dags.hitl import airflow_users  # noqa: F401 - the fixture, for every DAG test
 from tests.dags.runs import dag_runner, states
 
 #: what a drill must never send: a real failover, its commit, a reprotect, a cancel of a failover, a removal

@@ -9,11 +9,9 @@ does (``PATCH .../hitlDetails``); an unanswered one times out through the schedu
 
 from __future__ import annotations
 
-import threading
-import time
-
 import pytest
 
+from tests.dags.hitl import Answer
 from tests.dags.runs import dag_runner, states
 from tests.dags.test_asr_drill_dag import outcome_of, report_of
 
@@ -43,96 +41,6 @@ def plan_of(report: dict, name: str) -> dict:
 def plan_jobs(lab, since: int) -> list[str]:
     return [r["path"].rsplit("/", 2)[-2] for r in lab.requests(since=since, method="POST")
             if "/replicationRecoveryPlans/" in r["path"] and r["path"].endswith("/testFailover")]
-
-
-# --------------------------------------------------------------------- answering like the UI
-PASSWORDS = {"admin": "admin-drill-pw", "oncall": "oncall-drill-pw"}
-
-
-@pytest.fixture
-def airflow_users(tmp_path, monkeypatch):
-    """Two simple-auth-manager users: ``admin`` (the plan's approver) and ``oncall`` (an operator who is not)."""
-    import json
-
-    path = tmp_path / "passwords.json"
-    path.write_text(json.dumps(PASSWORDS))
-    monkeypatch.setenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS", "admin:admin,oncall:op")
-    monkeypatch.setenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE", str(path))
-    monkeypatch.setenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS", "False")
-    return PASSWORDS
-
-
-class Answer:
-    """Answer the drill's required action from a second thread through the REST API, as the UI's form does.
-
-    Each of ``answers`` is ``(user, option)``: the user logs in (``POST /auth/token``) and sends the
-    form (``PATCH .../hitlDetails``); ``option`` None lets the action time out instead, through the
-    scheduler's own sweep of awaiting-input tasks.
-    """
-
-    def __init__(self, task_id: str, *answers: tuple[str, str | None]) -> None:
-        self.task_id, self.answers = task_id, answers
-        self.responses: list[tuple[str, int]] = []
-        self.waited: list[dict] = []
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> Answer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._thread.join(timeout=5)
-
-    def _awaiting(self):
-        from airflow.models.taskinstance import TaskInstance
-        from airflow.utils.session import create_session
-        from airflow.utils.state import TaskInstanceState
-
-        with create_session() as session:
-            return session.query(TaskInstance).filter(TaskInstance.dag_id == DAG_ID,
-                                                      TaskInstance.task_id == self.task_id,
-                                                      TaskInstance.state == TaskInstanceState.AWAITING_INPUT).first()
-
-    def _run(self) -> None:
-        from fastapi.testclient import TestClient
-
-        from airflow.api_fastapi.app import create_app
-
-        deadline = time.monotonic() + 300
-        ti = None
-        while time.monotonic() < deadline and ti is None:
-            ti = self._awaiting()
-            time.sleep(0.5)
-        if ti is None:
-            return
-        api = TestClient(create_app(apps="all"))
-        path = (f"/api/v2/dags/{ti.dag_id}/dagRuns/{ti.run_id}/taskInstances/{ti.task_id}/{ti.map_index}"
-                "/hitlDetails")
-        for user, option in self.answers:
-            token = api.post("/auth/token", json={"username": user, "password": PASSWORDS[user]})
-            headers = {"Authorization": f"Bearer {token.json()['access_token']}"}
-            self.waited.append(api.get(path, headers=headers).json())
-            if option is None:
-                sweep_timeouts(ti)
-                return
-            answer = api.patch(path, headers=headers, json={"chosen_options": [option], "params_input": {}})
-            self.responses.append((user, answer.status_code))
-
-
-def sweep_timeouts(ti) -> None:
-    """Move the required action's deadline into the past and run the scheduler's own AWAITING_INPUT sweep."""
-    from datetime import timedelta
-
-    from airflow.jobs.job import Job
-    from airflow.jobs.scheduler_job_runner import SchedulerJobRunner
-    from airflow.models.taskinstance import TaskInstance
-    from airflow.utils import timezone
-    from airflow.utils.session import create_session
-
-    with create_session() as session:
-        row = session.get(TaskInstance, ti.id)
-        row.trigger_timeout = timezone.utcnow() - timedelta(seconds=1)
-    SchedulerJobRunner(job=Job()).check_awaiting_input_timeouts()
 
 
 # ------------------------------------------------------------------------------------ tests
@@ -189,11 +97,12 @@ def test_an_unattended_drill_confirms_by_itself_and_reports_each_plan(planned, s
 
 
 def test_a_manual_action_approved_through_the_rest_api_resumes_the_plans_job(planned, airflow_users, reports):
-    with Answer(MANUAL, ("oncall", "Confirm"), ("admin", "Confirm")) as answer:
+    with Answer(DAG_ID, MANUAL, ("oncall", "Confirm"), ("admin", "Confirm")) as answer:
         run = drill(plans=["order-portal"])
     assert run.state == "success", states(run)
-    assert answer.responses == [("oncall", 403), ("admin", 200)]  # only the plan's approvers may confirm
-    [asked] = answer.waited[:1]
+    # only the plan's approvers may confirm
+    assert answer.responses == [(MANUAL, "oncall", 403), (MANUAL, "admin", 200)]
+    [asked] = answer.waited_list[:1]
     assert asked["subject"] == "Recovery plan order-portal: Confirm licence server"
     assert "LIC-SRV-01" in asked["body"] and [u["id"] for u in asked["assigned_users"]] == ["admin"]
     report = report_of(run)
@@ -210,7 +119,7 @@ def test_a_manual_action_approved_through_the_rest_api_resumes_the_plans_job(pla
 @pytest.mark.parametrize("answer", [("admin", "Reject"), ("admin", None)], ids=["rejected", "timed-out"])
 def test_a_rejected_or_unanswered_manual_action_fails_the_drill_and_cleans_up(planned, airflow_users, reports,
                                                                                answer):
-    with Answer(MANUAL, answer):
+    with Answer(DAG_ID, MANUAL, answer):
         run = drill(plans=["order-portal"])
     assert run.state == "failed"
     assert states(run)["manual_confirm_licence_server"] == "failed"

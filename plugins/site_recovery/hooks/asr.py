@@ -494,6 +494,20 @@ def summarize_recovery_plan(plan: Any) -> RecoveryPlanSummary:
     return _checked(RecoveryPlanSummary, "recovery plan", build)
 
 
+def _json_body(http_request: Any) -> Mapping[str, Any] | None:
+    """The JSON object an outgoing request carries, for the request guard (None: no body, or not an object)."""
+    raw = getattr(http_request, "body", None)
+    if raw is None:
+        raw = getattr(http_request, "content", None)
+    if not raw:
+        return None
+    try:
+        body = json.loads(raw)
+    except (TypeError, ValueError):
+        return None
+    return body if isinstance(body, Mapping) else None
+
+
 class AzureSiteRecoveryHook(BaseHook):
     """
     Talk to Azure Site Recovery and Recovery Services vaults with track-2 management clients.
@@ -520,10 +534,10 @@ class AzureSiteRecoveryHook(BaseHook):
     hook_name = "Azure Site Recovery"
 
     def __init__(self, azure_conn_id: str = default_conn_name,
-                 request_guard: Callable[[str, str], bool] | None = None) -> None:
+                 request_guard: Callable[[str, str, Mapping[str, Any] | None], bool] | None = None) -> None:
         super().__init__()
         self.azure_conn_id = azure_conn_id
-        #: ``(method, path) -> bool``; a request it answers False to is refused before it leaves
+        #: ``(method, path, JSON body or None) -> bool``; a request it answers False to is refused before it leaves
         self.request_guard = request_guard
         self._async_settings: ArmConnectionSettings | None = None
         self._async_credential: Any = None
@@ -572,7 +586,7 @@ class AzureSiteRecoveryHook(BaseHook):
 
         http = pipeline_request.http_request
         path = urlsplit(http.url).path
-        if self.request_guard is not None and not self.request_guard(http.method, path):
+        if self.request_guard is not None and not self.request_guard(http.method, path, _json_body(http)):
             raise RequestRefused(f"Refused to send {http.method} {path}: this task may not make that call.")
 
     def get_conn(self) -> SiteRecoveryManagementClient:
@@ -718,6 +732,35 @@ class AzureSiteRecoveryHook(BaseHook):
             ops.begin_test_failover_cleanup,
             resource_group_name, vault_name, fabric_name, container_name, item_name, cleanup_input,
         )
+
+    def failover(self, resource_group_name: str, vault_name: str, fabric_name: str, container_name: str,
+                 item_name: str, *, planned: bool, failover_input: Any) -> str | None:
+        """Start a protected item's planned or unplanned failover; return the ASR job name."""
+        ops = self.connection.replication_protected_items
+        begin = ops.begin_planned_failover if planned else ops.begin_unplanned_failover
+        return self._start(begin, resource_group_name, vault_name, fabric_name, container_name, item_name,
+                           failover_input)
+
+    def commit_failover(self, resource_group_name: str, vault_name: str, fabric_name: str, container_name: str,
+                        item_name: str) -> str | None:
+        """Start committing a protected item's failover (its recovery points are discarded); return the job name."""
+        ops = self.connection.replication_protected_items
+        return self._start(ops.begin_failover_commit, resource_group_name, vault_name, fabric_name, container_name,
+                           item_name)
+
+    def cancel_failover(self, resource_group_name: str, vault_name: str, fabric_name: str, container_name: str,
+                        item_name: str) -> str | None:
+        """Start cancelling a protected item's uncommitted failover (back to the site it left); return the job."""
+        ops = self.connection.replication_protected_items
+        return self._start(ops.begin_failover_cancel, resource_group_name, vault_name, fabric_name, container_name,
+                           item_name)
+
+    def reprotect(self, resource_group_name: str, vault_name: str, fabric_name: str, container_name: str,
+                  item_name: str, reprotect_input: Any) -> str | None:
+        """Start a protected item's reverse replication (reprotect); return the ASR job name."""
+        ops = self.connection.replication_protected_items
+        return self._start(ops.begin_reprotect, resource_group_name, vault_name, fabric_name, container_name,
+                           item_name, reprotect_input)
 
     def list_protectable_items(
         self, resource_group_name: str, vault_name: str, fabric_name: str, container_name: str

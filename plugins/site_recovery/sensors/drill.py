@@ -78,12 +78,25 @@ class TestVmVerifiedSensor(BaseSensorOperator):
 
         return load_site_named(self.site_name)
 
+    #: what the sensor looks at, and the site file setting its timeout comes from (for messages)
+    noun, timeout_setting = "test VM", "drill.verify_timeout"
+
     @cached_property
     def vmm(self) -> VmmScriptHook:
         """The recovery VMM server, where the test VM comes up and the probes run from."""
         from site_recovery.hooks.vmm import VmmScriptHook
 
         return VmmScriptHook(self.site.recovery.vmm.psrp_conn_id)
+
+    def looked_at(self) -> str:
+        """The name of the VM the VMM server is asked about: the test VM the failover job names."""
+        from site_recovery.drill import name_of_test_vm
+
+        return name_of_test_vm(self.vm_name, self._job())
+
+    def failed(self, message: str) -> Exception:
+        """The error of a VM that is up but fails a check (final: no retry would see otherwise)."""
+        return DrillFailed(message)
 
     @property
     def vm_name(self) -> str:
@@ -117,14 +130,14 @@ class TestVmVerifiedSensor(BaseSensorOperator):
         return self._first_look
 
     def poke(self, context: Context) -> bool | PokeReturnValue:
-        from site_recovery.drill import check_test_vm, name_of_test_vm, utc_now
+        from site_recovery.drill import check_test_vm, utc_now
         from site_recovery.records import ProbeResult, format_seconds
 
         started, vm = self._started(context), self.vm_name
-        name = name_of_test_vm(vm, self._job())
+        name, noun = self.looked_at(), self.noun
         vmm = self.vmm
         status = vmm.run_script("Get-TestVmStatus", {"VmName": name})
-        self.log.info("Test VM: %s.", status.summary())
+        self.log.info("%s%s: %s.", noun[0].upper(), noun[1:], status.summary())
         probes = []
         if status.healthy:
             for probe in self.probes():
@@ -138,18 +151,18 @@ class TestVmVerifiedSensor(BaseSensorOperator):
         check = check_test_vm(status, probes, started_at=started, now=now)
         if check.ok:
             self._push(context, check)
-            self.log.info("VM %r verified: the test VM runs, answers its heartbeat%s.", vm,
+            self.log.info("VM %r verified: the %s runs, answers its heartbeat%s.", vm, noun,
                           f" and passed {len(probes)} probe(s)" if probes else "")
             self.verified(context, check)
             return PokeReturnValue(is_done=True, xcom_value=check)
         if status.healthy:
             self._push(context, check)
-            raise DrillFailed(f"VM {vm!r}: the test VM runs but {check.detail}.")
+            raise self.failed(f"VM {vm!r}: the {noun} runs but {check.detail}.")
         if (now - started).total_seconds() >= self.timeout:
             check.ended_at = now
             self._push(context, check)
-            raise AirflowSensorTimeout(f"VM {vm!r}: the test VM was not running with a heartbeat within "
-                                       f"{format_seconds(self.timeout)} (drill.verify_timeout); "
+            raise AirflowSensorTimeout(f"VM {vm!r}: the {noun} was not running with a heartbeat within "
+                                       f"{format_seconds(self.timeout)} ({self.timeout_setting}); "
                                        f"last seen: {status.summary()}.")
         self._push(context, check)
         return False

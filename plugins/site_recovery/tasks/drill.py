@@ -64,20 +64,6 @@ def pulled_gate(ti: Any) -> DrillGate | None:
     return None if gate is None else DrillGate.model_validate(gate)
 
 
-def _items(hook: AzureSiteRecoveryHook, site: Site) -> list[tuple[PairedCloud, ProtectedItemSummary]]:
-    """(paired cloud, protected item) of every in-scope protected VM of the site's paired clouds."""
-    from site_recovery.hooks.asr import summarize_protected_item
-    from site_recovery.pairings import paired_clouds
-
-    az, found = site.azure, []
-    for cloud in paired_clouds(hook, site):
-        for item in hook.list_protected_items(az.resource_group, az.vault_name, cloud.fabric, cloud.container):
-            summary = summarize_protected_item(item)
-            if site.scope.covers(cloud.cloud, summary.vm or ""):
-                found.append((cloud, summary))
-    return found
-
-
 def run_label(context: Any) -> str:
     """This DAG run as the comments a drill leaves in ASR name it."""
     return f"{context['dag'].dag_id} run {context['run_id']}"
@@ -111,6 +97,8 @@ def clean_leftovers(site_name: str) -> list[str]:
 
     context = get_current_context()
     site = load_site_named(site_name)
+    from site_recovery.pairings import protected_items_in_scope
+
     hook = drill_hook(site)
     leftovers: list[LeftoverCleanup] = []
     cleaned_by_plan: set[str] = set()
@@ -125,7 +113,7 @@ def clean_leftovers(site_name: str) -> list[str]:
         log.warning("%s.", detail)
         leftovers.append(LeftoverCleanup(vm=plan_cleanup_key(plan.name), detail=detail, job=job))
         cleaned_by_plan |= {vm.casefold() for vm in plan.vms}
-    for cloud, item in _items(hook, site):
+    for cloud, item in protected_items_in_scope(hook, site):
         if not has_leftover_test_failover(item) or (item.vm or "").casefold() in cleaned_by_plan:
             continue
         job = _start_cleanup(hook, site, cloud.fabric, cloud.container, item,
@@ -176,6 +164,7 @@ def readiness_gate(site_name: str) -> list[VmTarget]:
     ready fails the run before any failover.
     """
     from site_recovery.drill import gate_reasons, utc_now
+    from site_recovery.pairings import protected_items_in_scope
     from site_recovery.records import DrillGate, GateSkip, LeftoverCleanup
     from site_recovery.site import load_site_named
 
@@ -186,7 +175,7 @@ def readiness_gate(site_name: str) -> list[VmTarget]:
     drill, now = site.drill, utc_now()
     wanted = {v.strip().casefold() for v in params.get("vms") or [] if v and v.strip()}
     wanted_plans = {v.strip().casefold() for v in params.get("plans") or [] if v and v.strip()}
-    items = _items(hook, site)
+    items = protected_items_in_scope(hook, site)
     unknown = sorted(wanted - {(item.vm or "").casefold() for _, item in items})
     if unknown:
         raise DeploymentCheckFailed(f"The run's vms parameter names VMs that are not protected in scope: "

@@ -94,8 +94,12 @@ def managed_vms(lab: Any, site: Site) -> list[dict[str, Any]]:
         for nic in vm.nics:  # without a network mapping the replica's NIC is not connected
             mapped = backend.recovery_network_for(vault, item.fabric, source[0].network_named(nic.network).id)
             target = lab.estate.network(mapped) if mapped else None
+            # A failed-over replica running on a mapped network takes an address from its VMM IP pool.
+            addressed = target is not None and item.replica_vm_state == "Running" and target[1].subnets
             nics.append({"id": backend.replica_nic_id(vm.id, nic.id), "mac": nic.mac,
-                         "vm_network": target[1].name if target else None, "ip_addresses": []})
+                         "vm_network": target[1].name if target else None,
+                         "ip_addresses": [test_vm_address(backend.replica_nic_id(vm.id, nic.id), target[1])]
+                         if addressed else []})
         found.append(_vm(vm, vm_id=item.replica_vm_id, name=vm.name, cloud=recovery[1].name,
                          host=backend._replica_host(item), state=item.replica_vm_state,
                          disks=_disks(vm, copy_of=item.replica_vm_id), nics=nics))

@@ -1,0 +1,128 @@
+"""Failover and failback for each site file: the real recovery, each irreversible step approved by a named person.
+
+Two DAGs per file in include/sites, manual trigger only (never a schedule):
+
+* ``asr_failover__<site>``: the named VMs from the primary site to the recovery site, planned
+  (the primary site is up: its VMs shut down and a last sync runs, no data loss) or unplanned
+  (the primary site is down: the VMs start from their newest recovery point);
+* ``asr_failback__<site>``: the same path back, a planned failover from the recovery site to
+  the primary site.
+
+Each run: **assess** (no change; a wrong confirmation, an unknown VM, a VM ASR will not let
+take the step, a drill or another recovery of the site running, or a planned failover whose
+source site does not answer fails the run here, every problem named); **approve the failover**
+(one of the site file's ``failover.approvers``, having seen the assessment); **fail over** each
+VM and wait for its job; **verify** it on the site it went to (running, heartbeat,
+``drill.probes``); **approve the commit** (or the cancel, which brings the VMs back); **commit**;
+**approve the reprotect** once the site the VMs left is back; **reprotect** and wait until each
+VM is protected again, replicating the other way. A rejection, or no answer in time, stops the
+run with nothing further changed; rerunning resumes where ASR stands (a VM already failed over
+or committed is not failed over again). Each task's ASR client may send only its own step's
+writes, in its direction. Wiring only: the steps live in site_recovery.tasks.recovery,
+.operators.recovery and .sensors.recovery.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from airflow.providers.standard.operators.empty import EmptyOperator
+from airflow.sdk import DAG, Param, task_group
+
+from site_recovery.operators.recovery import RecoveryApprovalOperator, RecoveryStepOperator
+from site_recovery.sensors.protection import InitialReplicationSensor, VmJobSensor
+from site_recovery.sensors.recovery import RecoveredVmVerifiedSensor
+from site_recovery.site import format_duration
+from site_recovery.site_dags import form_param, publish
+from site_recovery.tasks.recovery import FAILBACK_FAMILY, FAILOVER_FAMILY, FAILOVER_GROUP, assess
+from site_recovery.vocabulary import FailoverDirection, FailoverKind, RecoveryStep
+
+DEFAULT_ARGS = {"owner": "dr-engineering", "retries": 2, "retry_delay": timedelta(seconds=30),
+                "retry_exponential_backoff": 2.0, "max_retry_delay": timedelta(minutes=5)}
+TAGS = ["asr", "recovery"]
+VM_LABEL = "{{ task.target.vm }}"
+
+
+def params_for(site, direction: FailoverDirection) -> dict[str, Param]:
+    failover = direction == FailoverDirection.PRIMARY_TO_RECOVERY
+    params = {
+        "vms": form_param([], type="array", title="VMs", items={"type": "string"},
+                          description="The protected VMs to " + ("fail over to the recovery site" if failover else
+                                                                  "fail back to the primary site") + " (names as in "
+                                      "VMM). The assessment checks each before anything changes."),
+        "confirm_site": form_param("", type="string", title="Confirm: type the site's name",
+                                   description=f"Type {site.name} to confirm this is the site to "
+                                               f"{'fail over' if failover else 'fail back'}."),
+    }
+    if failover:
+        params["kind"] = form_param(
+            str(FailoverKind.PLANNED), type="string", title="Kind", enum=[str(k) for k in FailoverKind],
+            description="planned: the primary site is up; its VMs shut down and a last sync runs first (no data "
+                        "loss). unplanned: the primary site is down or unreachable; the VMs start from their newest "
+                        "recovery point (the assessment shows the data each would lose).")
+    return params
+
+
+def build(site, direction: FailoverDirection) -> DAG:
+    az, timeouts, failover = site.azure, site.timeouts, site.failover
+    poll = timeouts.poll_interval.total_seconds()
+    family = FAILOVER_FAMILY if direction == FailoverDirection.PRIMARY_TO_RECOVERY else FAILBACK_FAMILY
+    waits = {"azure_conn_id": az.conn_id, "resource_group_name": az.resource_group, "vault_name": az.vault_name,
+             "poke_interval": poll, "map_index_template": VM_LABEL, "weight_rule": "upstream"}
+    kind = "{{ params.kind }}" if direction == FailoverDirection.PRIMARY_TO_RECOVERY else str(FailoverKind.PLANNED)
+    approvals = {"site_name": site.name, "direction": direction, "approvers": failover.approvers,
+                 "response_timeout": failover.approval_timeout}
+    step = {"site_name": site.name, "direction": direction, "map_index_template": VM_LABEL, "weight_rule": "upstream"}
+    with DAG(dag_id=site.dag_id(family), schedule=None, catchup=False, max_active_runs=1, tags=TAGS,
+             default_args=DEFAULT_ARGS, params=params_for(site, direction),
+             description=f"{'Failover' if family == FAILOVER_FAMILY else 'Failback'} of site {site.name}, "
+                         "behind approvals",
+             doc_md=f"{__doc__}\n\n**Site {site.name}**: {site.description or ''}\n\nApprovers: "
+                    f"{', '.join(failover.approvers) or 'none named (the DAG refuses to run)'}; each approval waits "
+                    f"{format_duration(failover.approval_timeout)}.") as dag:
+        targets = assess(site.name, str(direction))
+        approve_failover = RecoveryApprovalOperator(step=RecoveryStep.FAILOVER, **approvals)
+
+        @task_group(group_id=FAILOVER_GROUP)
+        def fail_over_vm(target):
+            start = RecoveryStepOperator(task_id="failover", target=target, step=RecoveryStep.FAILOVER, kind=kind,
+                                         **step)
+            wait = VmJobSensor(task_id="wait_failover", target=target, job_name=start.output,
+                               timeout=timeouts.asr_job.total_seconds(), **waits)
+            verify = RecoveredVmVerifiedSensor(task_id="verify", site_name=site.name, target=target,
+                                               direction=direction, poke_interval=poll,
+                                               timeout=failover.verify_timeout.total_seconds(),
+                                               map_index_template=VM_LABEL, weight_rule="upstream")
+            start >> wait >> verify
+
+        approve_commit = RecoveryApprovalOperator(step=RecoveryStep.COMMIT, **approvals)
+
+        @task_group(group_id="commit_vm")
+        def commit_vm(target):
+            start = RecoveryStepOperator(task_id="commit", target=target, step=RecoveryStep.COMMIT, **step)
+            start >> VmJobSensor(task_id="wait_commit", target=target, job_name=start.output,
+                                 timeout=timeouts.asr_job.total_seconds(), **waits)
+
+        approve_reprotect = RecoveryApprovalOperator(step=RecoveryStep.REPROTECT, **approvals)
+
+        @task_group(group_id="reprotect_vm")
+        def reprotect_vm(target):
+            start = RecoveryStepOperator(task_id="reprotect", target=target, step=RecoveryStep.REPROTECT, **step)
+            wait = VmJobSensor(task_id="wait_reprotect", target=target, job_name=start.output,
+                               timeout=timeouts.asr_job.total_seconds(), **waits)
+            replicating = InitialReplicationSensor(
+                task_id="wait_replication", target=target, timeout_text=format_duration(
+                    site.scope.initial_replication_timeout),
+                timeout=site.scope.initial_replication_timeout.total_seconds(), **{**waits, "poke_interval": 2 * poll})
+            start >> wait >> replicating
+
+        done = EmptyOperator(task_id="recovery_complete")
+        (targets >> approve_failover >> fail_over_vm.expand(target=targets) >> approve_commit
+         >> commit_vm.expand(target=targets) >> approve_reprotect >> reprotect_vm.expand(target=targets) >> done)
+    return dag
+
+
+for _direction in FailoverDirection:
+    publish(globals(), FAILOVER_FAMILY if _direction == FailoverDirection.PRIMARY_TO_RECOVERY else FAILBACK_FAMILY,
+            lambda site, direction=_direction: build(site, direction), what="recovery", tags=TAGS,
+            default_args=DEFAULT_ARGS)

@@ -1,0 +1,241 @@
+"""The real recovery (failover, commit or cancel, reprotect): where a VM stands, what may be sent, what the
+approver reads.
+
+Pure decisions on the hook's records, kept apart from the tasks so each rule is tested on its own:
+
+* where a protected VM stands in a recovery in one direction (:func:`stage_of`), so a rerun
+  resumes where ASR stands (a committed VM is not failed over again);
+* why a VM or a run may not start (:func:`vm_problems`, :func:`run_problems`): all of them are
+  found and named before anything changes;
+* the data a failover would lose (:func:`data_loss_seconds`);
+* the request guard of each step (:func:`recovery_guard`): a task may send exactly the writes
+  of its step, in its direction, and nothing else; a drill's guard
+  (:func:`site_recovery.drill.drill_may_send`) still refuses every one of them;
+* the assessment as the approver and the log read it (:func:`assessment_markdown`).
+
+Nothing here imports Airflow or Azure.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime
+from typing import Any
+
+from site_recovery.records import (
+    DASH,
+    ProtectedItemSummary,
+    RecoveryAssessment,
+    RecoveryVm,
+    VmTarget,
+    format_seconds,
+)
+from site_recovery.vocabulary import (
+    DRILL_SCENARIOS,
+    AllowedOperation,
+    FailoverDirection,
+    FailoverKind,
+    RecoveryStage,
+    RecoveryStep,
+    Scenario,
+)
+
+#: ``(method, path, JSON body or None) -> bool``: a request answered False is refused before it leaves.
+RequestGuard = Callable[[str, str, "Mapping[str, Any] | None"], bool]
+
+#: The POST actions on a protected item or a recovery plan each step may send.
+STEP_ACTIONS: dict[RecoveryStep, frozenset[str]] = {
+    RecoveryStep.FAILOVER: frozenset({"plannedfailover", "unplannedfailover"}),
+    RecoveryStep.COMMIT: frozenset({"failovercommit"}),
+    RecoveryStep.CANCEL: frozenset({"failovercancel"}),
+    RecoveryStep.REPROTECT: frozenset({"reprotect"}),
+}
+#: the actions whose body names a direction (the bodiless commit and cancel act on the item as it stands)
+_DIRECTED = frozenset({"plannedfailover", "unplannedfailover", "reprotect"})
+_WRITE = re.compile(r"/(?:replicationProtectedItems|replicationRecoveryPlans)/[^/]+/(?P<action>[A-Za-z]+)$",
+                    re.IGNORECASE)
+
+#: The site a recovery in each direction leaves and the one it goes to (a protected item's ``activeLocation``).
+_LOCATIONS = {FailoverDirection.PRIMARY_TO_RECOVERY: ("Primary", "Recovery"),
+              FailoverDirection.RECOVERY_TO_PRIMARY: ("Recovery", "Primary")}
+_FAILOVER_OPERATION = {FailoverKind.PLANNED: AllowedOperation.PLANNED_FAILOVER,
+                       FailoverKind.UNPLANNED: AllowedOperation.UNPLANNED_FAILOVER}
+_RUNNING = {Scenario.PLANNED_FAILOVER: RecoveryStage.FAILING_OVER,
+            Scenario.UNPLANNED_FAILOVER: RecoveryStage.FAILING_OVER, Scenario.COMMIT_FAILOVER: RecoveryStage.COMMITTING,
+            Scenario.CANCEL_FAILOVER: RecoveryStage.CANCELLING, Scenario.REPROTECT: RecoveryStage.REPROTECTING}
+
+
+def opposite(direction: FailoverDirection) -> FailoverDirection:
+    return (FailoverDirection.RECOVERY_TO_PRIMARY if direction == FailoverDirection.PRIMARY_TO_RECOVERY
+            else FailoverDirection.PRIMARY_TO_RECOVERY)
+
+
+def sides(direction: FailoverDirection) -> tuple[str, str]:
+    """``(leaves, goes to)``: the site file's sides (``primary``/``recovery``) of a recovery in ``direction``."""
+    leaves, goes_to = _LOCATIONS[FailoverDirection(direction)]
+    return leaves.lower(), goes_to.lower()
+
+
+# ------------------------------------------------------------------------------ where a VM stands
+def stage_of(item: ProtectedItemSummary, direction: FailoverDirection) -> RecoveryStage:
+    """Where ``item`` stands in a recovery in ``direction``, from ASR's fields (never from text).
+
+    A job of the recovery's own steps running on it is adopted by a rerun; any other operation
+    (a drill, an enable, a resync) blocks it.
+    """
+    leaves, goes_to = _LOCATIONS[FailoverDirection(direction)]
+    if item.scenario:
+        running = _RUNNING.get(item.scenario) if isinstance(item.scenario, Scenario) else None
+        return running if running is not None else RecoveryStage.BLOCKED
+    if item.active_location == leaves:
+        if item.in_test_failover:
+            return RecoveryStage.BLOCKED
+        if item.allows(AllowedOperation.PLANNED_FAILOVER) or item.allows(AllowedOperation.UNPLANNED_FAILOVER):
+            return RecoveryStage.READY
+        return RecoveryStage.BLOCKED
+    if item.active_location == goes_to:
+        if item.allows(AllowedOperation.COMMIT):
+            return RecoveryStage.FAILED_OVER
+        if item.allows(AllowedOperation.REPROTECT):
+            return RecoveryStage.COMMITTED
+        if item.is_protected:
+            return RecoveryStage.REPROTECTED
+        if item.is_enabling:  # the reverse replication's own initial replication
+            return RecoveryStage.REPROTECTING
+    return RecoveryStage.BLOCKED
+
+
+def vm_problems(item: ProtectedItemSummary, stage: RecoveryStage, kind: FailoverKind) -> list[str]:
+    """Why the recovery cannot take ``item`` from ``stage`` (empty: it can)."""
+    state = item.protection_state_description or str(item.protection_state or "unknown state")
+    if stage == RecoveryStage.BLOCKED:
+        if item.scenario:
+            what = ("a drill's test failover is active on it" if item.scenario in DRILL_SCENARIOS
+                    else f"ASR is running {item.scenario} on it")
+            return [f"{what} (job {item.scenario_job or DASH}); wait for it to end or end it first"]
+        if item.in_test_failover:
+            return [f"a drill's test failover waits for its cleanup ({item.test_failover_state_description or ''})"
+                    "; run the drill's cleanup first"]
+        allowed = ", ".join(str(op) for op in item.allowed_operations) or "none"
+        return [f"ASR allows no step of this recovery now: {state}, active on the {item.active_location or '?'} "
+                f"site (allowed: {allowed})"]
+    if stage == RecoveryStage.READY and not item.allows(_FAILOVER_OPERATION[kind]):
+        allowed = ", ".join(str(op) for op in item.allowed_operations) or "none"
+        return [f"ASR does not allow a {kind} failover now ({state}; allowed: {allowed})"]
+    return []
+
+
+def data_loss_seconds(item: ProtectedItemSummary, kind: FailoverKind, now: datetime) -> float | None:
+    """What a failover now would lose: nothing for a planned one (a last sync runs after the VMs shut down),
+    else the age of the newest recovery point (None when ASR shows none)."""
+    if kind == FailoverKind.PLANNED:
+        return 0.0
+    if item.last_replicated_time is None:
+        return None
+    return max(0.0, (now - item.last_replicated_time).total_seconds())
+
+
+def assess_vm(item: ProtectedItemSummary, target: VmTarget, direction: FailoverDirection, kind: FailoverKind,
+              now: datetime) -> RecoveryVm:
+    stage = stage_of(item, direction)
+    return RecoveryVm(
+        vm=target.vm, stage=stage, target=target,
+        protection=item.protection_state_description or str(item.protection_state or "unknown state"),
+        replication_health=item.replication_health, health_errors=item.health_errors_text(),
+        last_replicated_time=item.last_replicated_time,
+        data_loss_seconds=data_loss_seconds(item, kind, now) if stage.before_failover else None,
+        scenario=item.scenario, scenario_job=item.scenario_job, problems=vm_problems(item, stage, kind))
+
+
+def run_problems(*, site: str, confirmation: str, approvers: Iterable[str], requested: Iterable[str],
+                 known: Iterable[str], busy_runs: Mapping[str, int], kind: FailoverKind,
+                 source_answered: bool) -> list[str]:
+    """Why the run may not start, whatever its VMs' states: each problem named, for one message.
+
+    :param requested: The VMs the run was asked for (the ``vms`` param).
+    :param known: The VMs ASR protects in the site's paired clouds.
+    :param busy_runs: Active runs of the site's other recovery and drill DAGs, by DAG id.
+    :param source_answered: Whether the VMM server of the site the recovery leaves answered.
+    """
+    problems = []
+    if confirmation.strip() != site:
+        problems.append(f"the confirmation {confirmation.strip()!r} is not the site's name; type {site!r} to "
+                        "confirm this is the site to recover")
+    if not list(approvers):
+        problems.append("the site file names no failover.approvers: no step that changes production may run "
+                        "without a named person approving it")
+    names = list(requested)
+    if not names:
+        problems.append("no VM named: list the VMs to recover in the 'vms' param")
+    known_folded = {name.casefold(): name for name in known}
+    unknown = [name for name in names if name.casefold() not in known_folded]
+    if unknown:
+        problems.append(f"not protected in this site's clouds: {', '.join(unknown)} "
+                        f"(protected: {', '.join(sorted(known_folded.values(), key=str.casefold)) or 'none'})")
+    for dag_id, count in sorted(busy_runs.items()):
+        if count:
+            problems.append(f"{count} run(s) of {dag_id} active: one drill, failover or failback per site at a time")
+    if kind == FailoverKind.PLANNED and not source_answered:
+        problems.append("a planned failover needs the site it leaves: its VMM server does not answer (shut down "
+                        "cleanly and sync the VMs); if that site is down, run an unplanned failover")
+    return problems
+
+
+# ------------------------------------------------------------------------------ what may be sent
+def recovery_guard(direction: FailoverDirection, *steps: RecoveryStep) -> RequestGuard:
+    """The request guard of a task that carries out ``steps`` of a recovery in ``direction``.
+
+    Reads pass. A write passes only when it is one of the steps' POSTs on a protected item or a
+    recovery plan and, where the body names a direction, it is the step's: the failover in
+    ``direction``, the reprotect in the opposite one (replication then flows from the site the
+    VMs now run on). Everything else (job cancels, PUT/PATCH/DELETE, a test failover, the other
+    direction) is refused.
+    """
+    direction = FailoverDirection(direction)
+    actions = frozenset().union(*(STEP_ACTIONS[RecoveryStep(step)] for step in steps))
+
+    def may_send(method: str, path: str, body: Mapping[str, Any] | None = None) -> bool:
+        if method.upper() in ("GET", "HEAD", "OPTIONS"):
+            return True
+        found = _WRITE.search(path.split("?", 1)[0].rstrip("/"))
+        if method.upper() != "POST" or found is None:
+            return False
+        action = found["action"].casefold()
+        if action not in actions:
+            return False
+        if action not in _DIRECTED:
+            return True
+        given = ((body or {}).get("properties") or {}).get("failoverDirection")
+        return given == (opposite(direction) if action == "reprotect" else direction)
+
+    return may_send
+
+
+# ------------------------------------------------------------------------------ what the approver reads
+def assessment_markdown(assessment: RecoveryAssessment) -> str:
+    """The assessment as a Markdown table and notes: the failover approval's body, and the log."""
+    kind = "Planned" if assessment.kind == FailoverKind.PLANNED else "Unplanned"
+    leaves, goes_to = sides(assessment.direction)
+    lines = [f"**{kind} {'failover' if leaves == 'primary' else 'failback'} of site {assessment.site}**: "
+             f"{leaves} site to {goes_to} site ({assessment.direction}), assessed "
+             f"{assessment.assessed_at.isoformat(timespec='seconds')}.", ""]
+    for label, answer in (("leaves", assessment.source_vmm), ("goes to", assessment.target_vmm)):
+        lines.append(f"* VMM server of the site it {label}, {answer.server}: "
+                     f"{'answers' if answer.answered else 'does not answer'} ({answer.detail})")
+    lines += ["", "| VM | Stands at | Protection | Health | Newest recovery point | Data lost | Problem |",
+              "|---|---|---|---|---|---|---|"]
+    for vm in assessment.vms:
+        point = vm.last_replicated_time.isoformat(timespec="seconds") if vm.last_replicated_time else DASH
+        health = str(vm.replication_health or DASH) + (f" ({vm.health_errors})" if vm.health_errors else "")
+        lost = format_seconds(vm.data_loss_seconds) if vm.data_loss_seconds is not None else DASH
+        lines.append(f"| {_cell(vm.vm)} | {vm.stage} | {_cell(vm.protection)} | {_cell(health)} | {point} | {lost} "
+                     f"| {_cell('; '.join(vm.problems)) or DASH} |")
+    if assessment.problems:
+        lines += ["", "Problems:", *(f"* {problem}" for problem in assessment.problems)]
+    return "\n".join(lines)
+
+
+def _cell(text: str) -> str:
+    """Text safe in one Markdown table cell."""
+    return text.replace("|", "\\|").replace("\n", " ")

@@ -1,0 +1,239 @@
+"""The operators of a real recovery (failover, failback): a named person's approval of each irreversible step,
+and the step itself per VM, resumed where ASR stands.
+
+Each step's ASR client may send only that step's writes, in the run's direction
+(:func:`~site_recovery.tasks.recovery.recovery_hook`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from airflow.providers.standard.operators.hitl import HITLOperator
+from site_recovery.exceptions import ApprovalRefused
+from site_recovery.operators.vm import VmOperator
+from site_recovery.tasks.common import sort_errors
+from site_recovery.vocabulary import FailoverDirection, RecoveryStage, RecoveryStep
+
+if TYPE_CHECKING:
+    from datetime import timedelta
+
+    from airflow.sdk import Context
+    from site_recovery.records import ProtectedItemSummary, RecoveryApproval, TestVmCheck
+
+#: The answer that refuses a step; every other option of an approval is a decision to go on.
+REJECT = "Reject"
+COMMIT, CANCEL = "Commit", "Cancel failover"
+_OPTIONS = {RecoveryStep.FAILOVER: ["Fail over", REJECT], RecoveryStep.COMMIT: [COMMIT, CANCEL, REJECT],
+            RecoveryStep.REPROTECT: ["Reprotect", REJECT]}
+#: The VMs an approval is about: those standing where its step starts.
+_WAITING_FOR = {RecoveryStep.FAILOVER: {RecoveryStage.READY},
+                RecoveryStep.COMMIT: {RecoveryStage.FAILED_OVER},
+                RecoveryStep.REPROTECT: {RecoveryStage.COMMITTED}}
+_WHAT = {RecoveryStep.FAILOVER: "fail over", RecoveryStep.COMMIT: "commit (or cancel) the failover of",
+         RecoveryStep.REPROTECT: "reprotect (reverse replication of)"}
+
+
+def approval_task_id(step: RecoveryStep) -> str:
+    return f"approve_{RecoveryStep(step).value}"
+
+
+def _item(hook: Any, site: Any, target: Any) -> ProtectedItemSummary:
+    from site_recovery.hooks.asr import summarize_protected_item
+
+    az = site.azure
+    return summarize_protected_item(hook.get_protected_item(az.resource_group, az.vault_name, target.fabric,
+                                                            target.container, target.item_name))
+
+
+class RecoveryApprovalOperator(HITLOperator):
+    """A named person approves one irreversible step of a failover or failback, having seen where every VM stands.
+
+    Reads ASR first: when no VM of the run stands where the step starts (a rerun after the step
+    was done), there is nothing to approve and the task says so and goes on. Otherwise it waits,
+    in Airflow's awaiting-input state, for one of the site file's ``failover.approvers``; the page
+    shows the assessment (the failover) or each VM's state and verification (commit, reprotect).
+    **Reject**, or no answer within ``failover.approval_timeout``, fails the task for good (no
+    retry) and nothing after it runs. The commit approval offers **Cancel failover** too (the VMs
+    go back to the site they left). Returns, and pushes as ``approval``, a
+    :class:`~site_recovery.records.RecoveryApproval`.
+
+    :param site_name: The site file, read again on the worker.
+    :param direction: The recovery's direction (``PrimaryToRecovery``: failover; the reverse: failback).
+    :param step: The step approved.
+    """
+
+    template_fields: Sequence[str] = ("subject", "body")
+    ui_color = "#f2c744"
+
+    def __init__(self, *, site_name: str, direction: FailoverDirection, step: RecoveryStep, approvers: list[str],
+                 response_timeout: timedelta, **kwargs: Any) -> None:
+        step = RecoveryStep(step)
+        super().__init__(task_id=approval_task_id(step), subject=f"Site {site_name}: approve to {_WHAT[step]} the VMs",
+                         options=_OPTIONS[step], body="(written when the task runs)",
+                         assigned_users=[{"id": user, "name": user} for user in approvers] or None,
+                         response_timeout=response_timeout, **kwargs)
+        self.site_name, self.direction, self.step = site_name, FailoverDirection(direction), step
+
+    def execute(self, context: Context) -> Any:
+        from site_recovery.failover import stage_of
+        from site_recovery.site import load_site_named
+        from site_recovery.tasks.recovery import pulled_assessment, recovery_hook
+
+        site = load_site_named(self.site_name)
+        assessment = pulled_assessment(context["ti"])
+        targets = [vm.target for vm in assessment.vms] if assessment else []
+        hook = recovery_hook(site, self.direction)
+        stages = {t.vm: stage_of(_item(hook, site, t), self.direction) for t in targets}
+        waiting = [vm for vm, stage in stages.items() if stage in _WAITING_FOR[self.step]]
+        if not waiting:
+            detail = "no VM stands where this step starts (" + ", ".join(f"{vm}: {stage}" for vm, stage in
+                                                                         stages.items()) + ")"
+            self.log.info("Nothing to approve: %s.", detail)
+            return self._push(context, needed=False, detail=detail)
+        self.body = self._body(context, assessment, stages, waiting)
+        self.log.info("Waiting for one of %s to approve:\n%s", ", ".join(site.failover.approvers), self.body)
+        return super().execute(context)
+
+    def _body(self, context: Context, assessment: Any, stages: dict[str, RecoveryStage], waiting: list[str]) -> str:
+        from site_recovery.failover import assessment_markdown
+
+        if self.step == RecoveryStep.FAILOVER:
+            return (assessment_markdown(assessment) + "\n\n**Fail over** starts the failover of "
+                    f"{', '.join(waiting)}: production moves to the other site. **Reject** changes nothing.")
+        checks = {check.vm_name.casefold(): check for check in _verify_checks(context) if check.vm_name}
+        lines = ["| VM | Stands at | Verified |", "|---|---|---|"]
+        for vm, stage in stages.items():
+            check = checks.get(vm.casefold())
+            seen = ("verified: " if check.ok else "NOT verified: ") + check.detail if check else "not verified"
+            lines.append(f"| {vm} | {stage} | {seen} |")
+        if self.step == RecoveryStep.COMMIT:
+            ask = ("**Commit** makes the failover final: the recovery points kept on the other site are discarded. "
+                   "**Cancel failover** brings the VMs back to the site they left (their changes since are lost). "
+                   "**Reject** does neither; a rerun of this DAG resumes here.")
+        else:
+            ask = ("**Reprotect** starts reverse replication, from the site the VMs now run on back to the one they "
+                   "left; approve it once that site is back. **Reject** leaves the VMs unprotected for now; a rerun "
+                   "of this DAG resumes here.")
+        return "\n".join(lines) + "\n\n" + ask
+
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:
+        from airflow.providers.standard.exceptions import HITLTriggerEventError
+
+        try:
+            answer = super().execute_complete(context, event)
+        except HITLTriggerEventError as exc:  # nobody answered in time
+            self._push(context, decision=None, detail=f"no answer: {exc}")
+            raise ApprovalRefused(f"Nobody approved the {self.step} in time ({exc}); nothing further was changed. "
+                                  "Rerun the DAG to resume where ASR stands.") from None
+        user = answer["responded_by_user"] or {}
+        who = user.get("name") or user.get("id") or "unknown user"
+        decision = answer["chosen_options"][0]
+        if decision == REJECT:
+            self._push(context, decision=decision, by=who, at=answer["responded_at"], detail="rejected")
+            raise ApprovalRefused(f"{who} rejected the {self.step}; nothing further was changed. Rerun the DAG to "
+                                  "resume where ASR stands.")
+        self.log.info("%s chose %r.", who, decision)
+        return self._push(context, decision=decision, by=who, at=answer["responded_at"])
+
+    def _push(self, context: Context, **fields: Any) -> RecoveryApproval:
+        from site_recovery.records import RecoveryApproval
+
+        approval = RecoveryApproval(step=self.step, **fields)
+        context["ti"].xcom_push(key="approval", value=approval)
+        return approval
+
+
+def _verify_checks(context: Context) -> list[TestVmCheck]:
+    """What the verification of each recovered VM saw last (none before it ran)."""
+    from site_recovery.records import TestVmCheck
+    from site_recovery.tasks.recovery import VERIFY_TASK
+
+    found = context["ti"].xcom_pull(task_ids=VERIFY_TASK, key="verify")
+    found = found if isinstance(found, list) else [found]
+    return [TestVmCheck.model_validate(check) for check in found if check]
+
+
+class RecoveryStepOperator(VmOperator):
+    """Carry out one step of a failover or failback for one VM, from where ASR stands; return the job to wait on.
+
+    Reads the VM first (:func:`~site_recovery.failover.stage_of`): a VM already past the step is
+    left alone (None: nothing to wait on), a VM whose step is already running has its job adopted,
+    so a rerun, or a retry after a worker died, never starts a job twice. The commit step carries
+    out the approver's decision: commit, or cancel the failover.
+
+    :param direction: The recovery's direction.
+    :param step: The step: failover, commit (or cancel, as approved) or reprotect.
+    :param kind: Failover only: ``planned`` or ``unplanned`` (the run's param).
+    """
+
+    template_fields: Sequence[str] = ("target", "kind")
+    ui_color = "#0078d4"
+    ui_fgcolor = "#ffffff"
+
+    def __init__(self, *, direction: FailoverDirection, step: RecoveryStep, kind: str = "planned",
+                 **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.direction, self.step, self.kind = FailoverDirection(direction), RecoveryStep(step), kind
+
+    @sort_errors
+    def execute(self, context: Context) -> str | None:
+        from site_recovery.failover import opposite, stage_of
+        from site_recovery.site import load_site_named
+        from site_recovery.tasks.recovery import recovery_hook
+
+        site, t = load_site_named(self.site_name), self.vm_target
+        step = self._decided_step(context)
+        hook, az = recovery_hook(site, self.direction, step), site.azure
+        item = _item(hook, site, t)
+        stage = stage_of(item, self.direction)
+        adopt = {RecoveryStep.FAILOVER: RecoveryStage.FAILING_OVER, RecoveryStep.COMMIT: RecoveryStage.COMMITTING,
+                 RecoveryStep.CANCEL: RecoveryStage.CANCELLING, RecoveryStep.REPROTECT: RecoveryStage.REPROTECTING}
+        start = {RecoveryStep.FAILOVER: RecoveryStage.READY, RecoveryStep.COMMIT: RecoveryStage.FAILED_OVER,
+                 RecoveryStep.CANCEL: RecoveryStage.FAILED_OVER, RecoveryStep.REPROTECT: RecoveryStage.COMMITTED}
+        if stage == adopt[step] and item.scenario_job:
+            self.log.info("VM %r: its %s is already running (job %s); waiting on it.", t.vm, step, item.scenario_job)
+            return item.scenario_job
+        if stage != start[step]:
+            self.log.info("VM %r stands at %r (%s): no %s to start.", t.vm, str(stage),
+                          item.protection_state_description, step)
+            return None
+        args = (az.resource_group, az.vault_name, t.fabric, t.container, t.item_name)
+        if step == RecoveryStep.FAILOVER:
+            planned = self.kind == "planned"
+            props: dict[str, Any] = {"failoverDirection": str(self.direction),
+                                     "providerSpecificDetails": {"instanceType": "ProviderSpecificFailoverInput"}}
+            if not planned:
+                props["sourceSiteOperations"] = "Required" if self._source_answered(context) else "NotRequired"
+            self.log.info("%s failover of VM %r (%s).", "Planned" if planned else "Unplanned", t.vm, self.direction)
+            return hook.failover(*args, planned=planned, failover_input={"properties": props})
+        if step == RecoveryStep.COMMIT:
+            self.log.info("Committing the failover of VM %r.", t.vm)
+            return hook.commit_failover(*args)
+        if step == RecoveryStep.CANCEL:
+            self.log.info("Cancelling the failover of VM %r: it goes back to the site it left.", t.vm)
+            return hook.cancel_failover(*args)
+        reverse = opposite(self.direction)
+        self.log.info("Reprotecting VM %r: replication %s.", t.vm, reverse)
+        return hook.reprotect(*args, {"properties": {
+            "failoverDirection": str(reverse),
+            "providerSpecificDetails": {"instanceType": "ReverseReplicationProviderSpecificInput"}}})
+
+    def _decided_step(self, context: Context) -> RecoveryStep:
+        """The commit step does what its approver chose: commit, or cancel the failover."""
+        if self.step != RecoveryStep.COMMIT:
+            return self.step
+        from site_recovery.records import RecoveryApproval
+
+        pushed = context["ti"].xcom_pull(task_ids=approval_task_id(RecoveryStep.COMMIT), key="approval")
+        approval = RecoveryApproval.model_validate(pushed) if pushed else None
+        return RecoveryStep.CANCEL if approval is not None and approval.decision == CANCEL else RecoveryStep.COMMIT
+
+    @staticmethod
+    def _source_answered(context: Context) -> bool:
+        """Whether the site the failover leaves answered the assessment (its VMs are then shut down first)."""
+        from site_recovery.tasks.recovery import pulled_assessment
+
+        assessment = pulled_assessment(context["ti"])
+        return bool(assessment and assessment.source_vmm.answered)

@@ -1,0 +1,152 @@
+"""Failover and failback through asr_failover__lab and asr_failback__lab (`dag.test`), after deployment and enable.
+
+Every approval is answered through Airflow's REST API as the UI's required-action form does. The
+lab's request log shows what each run sent: nothing before the failover's approval, no job started
+twice, no step's write outside its task.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from site_recovery.records import ProtectedItemSummary
+from tests.dags.hitl import Answers
+from tests.dags.runs import dag_runner, states
+
+pytestmark = pytest.mark.lab
+FAILOVER, FAILBACK = "asr_failover__lab", "asr_failback__lab"
+FAST = {"timeouts.poll_interval": "1s", "failover.verify_timeout": "20s"}
+VMS = ["LIC-SRV-01", "FS-PRD-01"]
+#: the writes of a recovery, by the path's last segment
+RECOVERY_WRITES = ("plannedFailover", "unplannedFailover", "failoverCommit", "failoverCancel", "reProtect")
+APPROVE = {"approve_failover": [("admin", "Fail over")], "approve_commit": [("admin", "Commit")],
+           "approve_reprotect": [("admin", "Reprotect")]}
+
+
+@pytest.fixture
+def protected(lab, connections, site_file, deploy):
+    """The lab site deployed and its VMs protected by the DAGs; returns the lab."""
+    site_file(FAST)
+    assert deploy().state == "success"
+    enabled = dag_runner("asr_enable_replication__lab")(vms=VMS)
+    assert enabled.state == "success", states(enabled)
+    return lab
+
+
+def writes(lab, since: int) -> list[tuple[str, str]]:
+    """(action, protected item) of every recovery write sent since ``since``."""
+    found = []
+    for request in lab.requests(since=since, method="POST"):
+        *_, item, action = request["path"].rstrip("/").split("/")
+        if action in RECOVERY_WRITES:
+            found.append((action, item))
+    return found
+
+
+def items() -> dict[str, ProtectedItemSummary]:
+    """The site's protected items by VM name, read through the hook as any ASR client reads them."""
+    from site_recovery.hooks.asr import AzureSiteRecoveryHook
+    from site_recovery.pairings import protected_items_in_scope
+    from site_recovery.site import load_site_named
+
+    site = load_site_named("lab")
+    return {item.vm: item for _, item in protected_items_in_scope(AzureSiteRecoveryHook(site.azure.conn_id), site)}
+
+
+def job_of(run, task_id: str, vm_index: int = 0):
+    """The ASR job a mapped step task of ``run`` started, read back through the hook."""
+    from site_recovery.hooks.asr import AzureSiteRecoveryHook, summarize_job
+    from site_recovery.site import load_site_named
+
+    site = load_site_named("lab")
+    name = run.get_task_instance(task_id, map_index=vm_index).xcom_pull(task_ids=task_id, map_indexes=vm_index)
+    hook = AzureSiteRecoveryHook(site.azure.conn_id)
+    return summarize_job(hook.get_job(site.azure.resource_group, site.azure.vault_name, name))
+
+
+def test_a_planned_failover_then_a_failback_end_protected_in_the_original_direction(protected, airflow_users):
+    since = protected.last_request_seq()
+    with Answers(FAILOVER, APPROVE) as answers:
+        run = dag_runner(FAILOVER)(vms=VMS, kind="planned", confirm_site="lab")
+    assert run.state == "success", states(run)
+    assert [status for *_, status in answers.responses] == [200, 200, 200]
+    asked = answers.waited["approve_failover"]
+    assert [u["id"] for u in asked["assigned_users"]] == ["admin"]
+    assert "LIC-SRV-01" in asked["body"] and "ready to fail over" in asked["body"]
+    assert "verified" in answers.waited["approve_commit"]["body"]
+    sent = writes(protected, since)
+    assert sorted(action for action, _ in sent) == sorted(["plannedFailover", "failoverCommit", "reProtect"] * 2)
+    assert len(set(sent)) == len(sent)  # no write sent twice for one VM
+    now = items()
+    for vm in VMS:
+        assert (now[vm].active_location, now[vm].protection_state) == ("Recovery", "Protected"), now[vm]
+
+    since = protected.last_request_seq()
+    with Answers(FAILBACK, APPROVE):
+        back = dag_runner(FAILBACK)(vms=VMS, confirm_site="lab")
+    assert back.state == "success", states(back)
+    assert sorted(action for action, _ in writes(protected, since)) == sorted(
+        ["plannedFailover", "failoverCommit", "reProtect"] * 2)
+    now = items()
+    for vm in VMS:
+        assert (now[vm].active_location, now[vm].protection_state) == ("Primary", "Protected"), now[vm]
+        assert now[vm].replication_health == "Normal"
+
+
+def test_a_wrong_confirmation_and_an_unknown_vm_fail_before_any_change(protected, output):
+    since = protected.last_request_seq()
+    run = dag_runner(FAILOVER)(vms=["LIC-SRV-01", "NOPE-01"], kind="planned", confirm_site="lbа")
+    assert run.state == "failed"
+    assert states(run)["assess"] == "failed" and states(run)["approve_failover"] == "upstream_failed"
+    log = output()
+    assert "the confirmation 'lbа' is not the site's name" in log
+    assert "not protected in this site's clouds: NOPE-01" in log
+    assert protected.requests(since=since, mutating=True) == []
+
+
+@pytest.mark.parametrize("step", ["approve_failover", "approve_commit", "approve_reprotect"])
+def test_a_rejection_at_any_approval_changes_nothing_further(protected, airflow_users, step):
+    plan = {}
+    for task_id, answer in APPROVE.items():
+        plan[task_id] = [("admin", "Reject")] if task_id == step else answer
+        if task_id == step:
+            break
+    since = protected.last_request_seq()
+    with Answers(FAILOVER, plan):
+        run = dag_runner(FAILOVER)(vms=["LIC-SRV-01"], kind="planned", confirm_site="lab")
+    assert run.state == "failed"
+    assert states(run)[step] == "failed"
+    expected = {"approve_failover": [], "approve_commit": ["plannedFailover"],
+                "approve_reprotect": ["plannedFailover", "failoverCommit"]}[step]
+    assert [action for action, _ in writes(protected, since)] == expected
+
+
+def test_a_cancel_at_commit_brings_the_vm_back_and_a_rerun_resumes_where_asr_stands(protected, airflow_users):
+    since = protected.last_request_seq()
+    with Answers(FAILOVER, {"approve_failover": APPROVE["approve_failover"],
+                            "approve_commit": [("admin", "Cancel failover")]}):
+        run = dag_runner(FAILOVER)(vms=["LIC-SRV-01"], kind="planned", confirm_site="lab")
+    assert run.state == "success", states(run)
+    assert [action for action, _ in writes(protected, since)] == ["plannedFailover", "failoverCancel"]
+    vm = items()["LIC-SRV-01"]
+    assert (vm.active_location, vm.protection_state) == ("Primary", "Protected")
+
+
+def test_an_unplanned_failover_with_the_primary_vmm_silent(protected, airflow_users, output):
+    protected.winrm_controls("vmm-ams-01.corp.meridianpack.nl", answering=False)
+    since = protected.last_request_seq()
+    planned = dag_runner(FAILOVER)(vms=["LIC-SRV-01"], kind="planned", confirm_site="lab")
+    assert planned.state == "failed" and states(planned)["assess"] == "failed"
+    assert "a planned failover needs the site it leaves: its VMM server does not answer" in output()
+    with Answers(FAILOVER, APPROVE):
+        run = dag_runner(FAILOVER)(vms=["LIC-SRV-01"], kind="unplanned", confirm_site="lab")
+    assert run.state == "success", states(run)
+    [(action, _), *rest] = writes(protected, since)
+    assert action == "unplannedFailover" and [a for a, _ in rest] == ["failoverCommit", "reProtect"]
+    job = job_of(run, "fail_over_vm.failover")
+    assert job.scenario_name == "UnplannedFailover" and job.state == "Succeeded"
+    # sourceSiteOperations NotRequired: ASR skips (state Other, "Skipped") the shutdown and the last sync on the
+    # silent primary site, and starts the replica from its newest recovery point
+    assert [(task.friendly_name, task.state) for task in job.tasks][:3] == [
+        ("Prerequisites check for failover", "Succeeded"), ("Shut down the virtual machine", "Other"),
+        ("Synchronizing the latest changes", "Other")]
