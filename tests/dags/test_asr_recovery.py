@@ -150,3 +150,65 @@ def test_an_unplanned_failover_with_the_primary_vmm_silent(protected, airflow_us
     assert [(task.friendly_name, task.state) for task in job.tasks][:3] == [
         ("Prerequisites check for failover", "Succeeded"), ("Shut down the virtual machine", "Other"),
         ("Synchronizing the latest changes", "Other")]
+
+
+def test_a_retry_after_the_failover_was_sent_adopts_its_job_and_a_rerun_resumes_at_the_commit(protected,
+                                                                                             airflow_users):
+    """A worker that dies after sending the failover leaves a job running; its retry must find it, not start
+    another; a new run then finds the VM failed over and goes on from the commit."""
+    from site_recovery.operators.recovery import RecoveryStepOperator
+
+    site_target = next(vm.target for vm in _assessed(["LIC-SRV-01"]))
+    protected.set_time_scale(0.05)  # the failover job takes seconds: still running at the retry
+    since = protected.last_request_seq()
+    step = RecoveryStepOperator(task_id="failover", site_name="lab", target=site_target,
+                                direction="PrimaryToRecovery", step="failover", kind="planned")
+    first, retry = step.execute({}), step.execute({})
+    assert first and retry == first
+    assert [action for action, _ in writes(protected, since)] == ["plannedFailover"]
+
+    with Answers(FAILOVER, {"approve_commit": APPROVE["approve_commit"],
+                            "approve_reprotect": APPROVE["approve_reprotect"]}) as answers:
+        run = dag_runner(FAILOVER)(vms=["LIC-SRV-01"], kind="planned", confirm_site="lab")
+    assert run.state == "success", states(run)
+    assert "approve_failover" not in answers.waited  # nothing left to fail over: no approval asked
+    assert [action for action, _ in writes(protected, since)] == ["plannedFailover", "failoverCommit", "reProtect"]
+
+
+def test_a_vm_in_a_drills_test_failover_is_refused_by_name(protected, output):
+    from site_recovery.drill import drill_may_send
+    from site_recovery.hooks.asr import AzureSiteRecoveryHook
+    from site_recovery.site import load_site_named
+
+    site = load_site_named("lab")
+    target = next(vm.target for vm in _assessed(["LIC-SRV-01"]))
+    drill = AzureSiteRecoveryHook(site.azure.conn_id, request_guard=drill_may_send)
+    drill.test_failover(site.azure.resource_group, site.azure.vault_name, target.fabric, target.container,
+                        target.item_name, {"properties": {"failoverDirection": "PrimaryToRecovery",
+                                                          "networkType": "NoNetworkAttachAsInput"}})
+    since = protected.last_request_seq()
+    run = dag_runner(FAILOVER)(vms=["LIC-SRV-01"], kind="planned", confirm_site="lab")
+    assert run.state == "failed" and states(run)["assess"] == "failed"
+    assert "VM LIC-SRV-01: a drill's test failover is active on it" in output()
+    assert protected.requests(since=since, mutating=True) == []
+
+
+def _assessed(vms: list[str]):
+    """The VMs as the assessment would see them (read-only), for driving one step by hand."""
+    from site_recovery.drill import utc_now
+    from site_recovery.failover import assess_vm
+    from site_recovery.hooks.asr import AzureSiteRecoveryHook
+    from site_recovery.pairings import protected_items_in_scope
+    from site_recovery.records import VmTarget
+    from site_recovery.site import load_site_named
+    from site_recovery.vocabulary import FailoverDirection, FailoverKind
+
+    site = load_site_named("lab")
+    found = []
+    for cloud, item in protected_items_in_scope(AzureSiteRecoveryHook(site.azure.conn_id), site):
+        if item.vm in vms:
+            target = VmTarget(vm=item.vm, cloud=cloud.cloud, fabric=cloud.fabric, container=cloud.container,
+                              item_name=item.name)
+            found.append(assess_vm(item, target, FailoverDirection.PRIMARY_TO_RECOVERY, FailoverKind.PLANNED,
+                                   utc_now()))
+    return found
