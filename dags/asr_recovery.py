@@ -27,6 +27,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from airflow.providers.standard.operators.empty import EmptyOperator
+from airflow.providers.standard.operators.python import PythonOperator
 from airflow.sdk import DAG, Param, task_group
 
 from site_recovery.operators.recovery import RecoveryApprovalOperator, RecoveryStepOperator
@@ -34,7 +35,15 @@ from site_recovery.sensors.protection import InitialReplicationSensor, VmJobSens
 from site_recovery.sensors.recovery import RecoveredVmVerifiedSensor
 from site_recovery.site import format_duration
 from site_recovery.site_dags import form_param, publish
-from site_recovery.tasks.recovery import FAILBACK_FAMILY, FAILOVER_FAMILY, FAILOVER_GROUP, assess
+from site_recovery.tasks.recovery import (
+    COMMIT_GROUP,
+    FAILBACK_FAMILY,
+    FAILOVER_FAMILY,
+    FAILOVER_GROUP,
+    REPROTECT_GROUP,
+    assess,
+    recovery_report,
+)
 from site_recovery.vocabulary import FailoverDirection, FailoverKind, RecoveryStep
 
 DEFAULT_ARGS = {"owner": "dr-engineering", "retries": 2, "retry_delay": timedelta(seconds=30),
@@ -97,7 +106,7 @@ def build(site, direction: FailoverDirection) -> DAG:
 
         approve_commit = RecoveryApprovalOperator(step=RecoveryStep.COMMIT, **approvals)
 
-        @task_group(group_id="commit_vm")
+        @task_group(group_id=COMMIT_GROUP)
         def commit_vm(target):
             start = RecoveryStepOperator(task_id="commit", target=target, step=RecoveryStep.COMMIT, **step)
             start >> VmJobSensor(task_id="wait_commit", target=target, job_name=start.output,
@@ -105,7 +114,7 @@ def build(site, direction: FailoverDirection) -> DAG:
 
         approve_reprotect = RecoveryApprovalOperator(step=RecoveryStep.REPROTECT, **approvals)
 
-        @task_group(group_id="reprotect_vm")
+        @task_group(group_id=REPROTECT_GROUP)
         def reprotect_vm(target):
             start = RecoveryStepOperator(task_id="reprotect", target=target, step=RecoveryStep.REPROTECT, **step)
             wait = VmJobSensor(task_id="wait_reprotect", target=target, job_name=start.output,
@@ -116,9 +125,13 @@ def build(site, direction: FailoverDirection) -> DAG:
                 timeout=site.scope.initial_replication_timeout.total_seconds(), **{**waits, "poke_interval": 2 * poll})
             start >> wait >> replicating
 
-        done = EmptyOperator(task_id="recovery_complete")
+        reprotected = reprotect_vm.expand(target=targets)
         (targets >> approve_failover >> fail_over_vm.expand(target=targets) >> approve_commit
-         >> commit_vm.expand(target=targets) >> approve_reprotect >> reprotect_vm.expand(target=targets) >> done)
+         >> commit_vm.expand(target=targets) >> approve_reprotect >> reprotected)
+        # The report runs whatever happened and says where the run stopped; this leaf keeps a stopped run failed.
+        reprotected >> EmptyOperator(task_id="recovery_complete")
+        reprotected >> PythonOperator(task_id="recovery_report", python_callable=recovery_report,
+                                      op_args=[site.name, str(direction)], trigger_rule="all_done", retries=1)
     return dag
 
 

@@ -92,14 +92,14 @@ def write_report(folder: str | os.PathLike, report: DrillReport, history: Sequen
     :param history: Earlier reports of the site, oldest first (for the trend chart).
     :return: ``{"json": path, "html": path}``.
     """
-    site_dir = Path(folder) / _safe_name(report.site, "site")
+    site_dir = Path(folder) / safe_name(report.site, "site")
     site_dir.mkdir(parents=True, exist_ok=True)
     started = report.started_at or report.ended_at or datetime.now(timezone.utc)
-    stem = f"{started:%Y%m%dT%H%M%SZ}__{_safe_name(report.run_id, 'run')}"
+    stem = f"{started:%Y%m%dT%H%M%SZ}__{safe_name(report.run_id, 'run')}"
     paths = {"json": site_dir / f"{stem}.json", "html": site_dir / f"{stem}.html"}
     document = report.model_dump(mode="json", by_alias=True)
-    _write_atomically(paths["json"], json.dumps(document, indent=2, ensure_ascii=False) + "\n")
-    _write_atomically(paths["html"], render_html(report, history))
+    write_atomically(paths["json"], json.dumps(document, indent=2, ensure_ascii=False) + "\n")
+    write_atomically(paths["html"], render_html(report, history))
     log.info("Drill report written: %s and %s", paths["json"], paths["html"])
     return {kind: str(path) for kind, path in paths.items()}
 
@@ -118,7 +118,7 @@ def load_history(folder: str | os.PathLike, site: str, limit: int = TREND_RUNS,
     :param limit: At most this many reports (the newest ones).
     :param exclude_run_id: Leave out the report of this run (the drill being reported).
     """
-    site_dir = Path(folder) / _safe_name(site, "site")
+    site_dir = Path(folder) / safe_name(site, "site")
     if limit <= 0 or not site_dir.is_dir():
         return []
     files = sorted(p for p in site_dir.glob("*.json") if not p.name.startswith("."))
@@ -150,12 +150,14 @@ def _read_report(path: Path) -> DrillReport | None:
         return None
 
 
-def _safe_name(value: str | None, fallback: str) -> str:
+def safe_name(value: str | None, fallback: str) -> str:
+    """``value`` as a file name part every file system takes (``fallback`` when nothing of it is left)."""
     name = re.sub(r"[^A-Za-z0-9._-]+", "_", value or "").strip("._")[:120]
     return name or fallback
 
 
-def _write_atomically(path: Path, text: str) -> None:
+def write_atomically(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` so a reader sees the old file or the whole new one, never a part."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
@@ -179,11 +181,12 @@ def render_html(report: DrillReport, history: Sequence[DrillReport]) -> str:
     :param report: The report.
     :param history: Earlier reports of the same site, oldest first; may be empty.
     """
-    return _environment().get_template("drill_report.html.j2").render(page=_page(report, list(history)))
+    return report_environment().get_template("drill_report.html.j2").render(page=_page(report, list(history)))
 
 
 @cache
-def _environment() -> Environment:
+def report_environment() -> Environment:
+    """The Jinja2 environment of the report pages (drill and recovery): autoescaped, strict, their filters."""
     env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=True, undefined=StrictUndefined,
                       trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=False)
     env.filters.update(duration=format_seconds, utc=format_time, n=_svg_number)

@@ -223,6 +223,7 @@ def assessment_markdown(assessment: RecoveryAssessment) -> str:
     for label, answer in (("leaves", assessment.source_vmm), ("goes to", assessment.target_vmm)):
         lines.append(f"* VMM server of the site it {label}, {answer.server}: "
                      f"{'answers' if answer.answered else 'does not answer'} ({answer.detail})")
+    lines += ["", _what_the_answer_means(assessment)]
     lines += ["", "| VM | Stands at | Protection | Health | Newest recovery point | Data lost | Problem |",
               "|---|---|---|---|---|---|---|"]
     for vm in assessment.vms:
@@ -234,6 +235,19 @@ def assessment_markdown(assessment: RecoveryAssessment) -> str:
     if assessment.problems:
         lines += ["", "Problems:", *(f"* {problem}" for problem in assessment.problems)]
     return "\n".join(lines)
+
+
+def _what_the_answer_means(assessment: RecoveryAssessment) -> str:
+    """What the answer (or silence) of the VMM server the recovery leaves means for this failover."""
+    if assessment.kind == FailoverKind.PLANNED:
+        return ("Planned: the VMs shut down on the site they leave and a last sync runs before they start on the "
+                "other site, so no data is lost.")
+    if assessment.source_vmm.answered:
+        return ("Unplanned, yet the site the VMs leave answers: ASR will still shut them down and sync them first "
+                "(no data lost). If that site is healthy, a planned failover does the same with ASR's own checks.")
+    return ("Unplanned, and the site the VMs leave does not answer: ASR is told not to touch it; each VM starts from "
+            "its newest recovery point and loses what changed since (the table's last column). Make sure the VMs "
+            "there are really down: two running copies of a VM is worse than data loss.")
 
 
 def _cell(text: str) -> str:

@@ -756,6 +756,45 @@ class RecoveryApproval(Record):
     detail: str = ""
 
 
+class RecoveryVmResult(Record):
+    """One VM of a failover or failback as its report shows it: where it ended, what it lost, how long it took."""
+
+    vm: str
+    #: where the VM stood when the report was written (ASR's answer then)
+    stage: RecoveryStage
+    protection: str = ""
+    replication_health: OpenHealth | None = None
+    #: the site the VM runs on at the end (``activeLocation``), and the way replication flows from it
+    active_location: str | None = None
+    replication_direction: str | None = None
+    #: the recovery point the failover started the VM from (a planned failover's last sync) and the data lost
+    recovery_point_time: UtcTime | None = None
+    data_loss_seconds: float | None = None
+    #: from the failover's approval to the VM verified on the site it went to
+    rto_seconds: float | None = None
+    verify: TestVmCheck | None = None
+    jobs: list[JobSummary] = Field(default_factory=list)
+
+
+class RecoveryReport(Record):
+    """A failover or failback run as its report keeps it (JSON beside the HTML page)."""
+
+    schema_version: int = 1
+    site: str
+    dag_id: str
+    run_id: str
+    direction: FailoverDirection
+    kind: FailoverKind
+    started_at: UtcTime | None = None
+    ended_at: UtcTime | None = None
+    #: completed, or where the run stopped and why
+    outcome: str
+    completed: bool
+    assessment: RecoveryAssessment | None = None
+    approvals: list[RecoveryApproval] = Field(default_factory=list)
+    vms: list[RecoveryVmResult] = Field(default_factory=list)
+
+
 WaitEvent.model_rebuild()
 
 

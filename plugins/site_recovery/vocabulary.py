@@ -103,7 +103,8 @@ class ProtectionState(StrEnum):
     INITIAL_REPLICATION_IN_PROGRESS = "InitialReplicationInProgress"
     INITIAL_REPLICATION_FAILED = "InitialReplicationFailed"
     PROTECTED = "Protected"
-    PLANNED_FAILOVER_COMPLETED = "PlannedFailoverCompleted"
+    #: a planned failover finished, its commit pending ("Planned failover finished")
+    PLANNED_FAILOVER_COMMIT_PENDING = "CommitPendingStatesBegin"
     UNPLANNED_FAILOVER_COMMIT_PENDING = "UnplannedFailoverCommitPendingStatesBegin"
     COMMIT_FAILOVER_COMPLETED = "CommitFailoverCompleted"
 

@@ -7,6 +7,8 @@ twice, no step's write outside its task.
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from site_recovery.records import ProtectedItemSummary
@@ -212,3 +214,32 @@ def _assessed(vms: list[str]):
             found.append(assess_vm(item, target, FailoverDirection.PRIMARY_TO_RECOVERY, FailoverKind.PLANNED,
                                    utc_now()))
     return found
+
+
+def test_the_recovery_report_says_who_approved_what_and_where_each_vm_ended(protected, airflow_users, reports):
+    with Answers(FAILOVER, APPROVE):
+        run = dag_runner(FAILOVER)(vms=["LIC-SRV-01"], kind="planned", confirm_site="lab")
+    assert run.state == "success", states(run)
+    [path] = (reports / "lab" / "recovery").glob("*.json")
+    report = json.loads(path.read_text())
+    assert report["completed"] is True
+    assert report["outcome"] == "every VM failed over, verified, committed and protected again"
+    assert [(a["step"], a["decision"], a["by"]) for a in report["approvals"]] == [
+        ("failover", "Fail over", "admin"), ("commit", "Commit", "admin"), ("reprotect", "Reprotect", "admin")]
+    [vm] = report["vms"]
+    assert (vm["vm"], vm["stage"], vm["active_location"]) == ("LIC-SRV-01", "reprotected", "Recovery")
+    assert vm["replication_direction"] == "recovery to primary" and vm["data_loss_seconds"] == 0.0
+    assert vm["rto_seconds"] > 0 and vm["verify"]["ok"] is True
+    assert [job["scenario_name"] for job in vm["jobs"]] == ["PlannedFailover", "CommitFailover", "ReverseReplication"]
+    assert all(job["tasks"] for job in vm["jobs"])
+    page = path.with_suffix(".html").read_text()
+    assert "DONE" in page and "LIC-SRV-01" in page and "Fail over</b> by admin" in page
+
+
+def test_a_refused_run_still_writes_its_report(protected, reports):
+    run = dag_runner(FAILOVER)(vms=["LIC-SRV-01"], kind="planned", confirm_site="nope")
+    assert run.state == "failed" and states(run)["recovery_report"] == "success"
+    [path] = (reports / "lab" / "recovery").glob("*.json")
+    report = json.loads(path.read_text())
+    assert report["completed"] is False and report["outcome"].startswith("refused at the assessment: 1 problem(s)")
+    assert report["vms"][0]["stage"] == "ready to fail over" and report["vms"][0]["jobs"] == []

@@ -212,7 +212,10 @@ class TestFailoverAndBack:
         assert pfo.details_type == "FailoverJobDetails"
         world.finish()
         props = wire(world)
-        assert (props["activeLocation"], props["protectionStateDescription"]) == ("Recovery", "Failover completed")
+        # recorded: a planned failover's commit pending
+        assert (props["activeLocation"], props["protectionState"], props["protectionStateDescription"]) == (
+            "Recovery", "CommitPendingStatesBegin", "Planned failover finished")
+        assert props["primaryFabricProvider"] == "VmmFabric"
         assert "Commit" in props["allowedOperations"] and props["lastSuccessfulFailoverTime"]
         assert (item.primary_vm_state, item.replica_vm_state) == ("Off", "Running")
         frozen = props["providerSpecificDetails"]["lastReplicatedTime"]

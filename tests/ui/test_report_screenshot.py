@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import struct
 import subprocess
 import zlib
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-import pytest
 
 from site_recovery.drill_report import render_html, verdict_of
 from site_recovery.records import CleanupProof, DrillReport, VmDrillResult
@@ -216,13 +214,6 @@ def earlier_reports() -> list[DrillReport]:
 
 
 # ------------------------------------------------------------------------------ chromium
-@pytest.fixture(scope="module")
-def chromium() -> str:
-    path = shutil.which("chromium") or ("/usr/bin/chromium" if os.access("/usr/bin/chromium", os.X_OK) else None)
-    assert path, "chromium is not installed: `make test` installs it (apt-get install chromium)"
-    return path
-
-
 def _chromium(binary: str, tmp_path: Path, page: Path, *args: str, size: tuple[int, int] = (WIDTH, HEIGHT)) -> str:
     result = subprocess.run(
         [binary, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--no-first-run",

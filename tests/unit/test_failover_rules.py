@@ -162,6 +162,7 @@ def test_the_approver_reads_every_vm_and_both_vmm_servers():
     text = assessment_markdown(assessment)
     assert text.startswith("**Unplanned failover of site lab**: primary site to recovery site (PrimaryToRecovery)")
     assert "vmm-ams-01: does not answer (no answer in 60s)" in text
+    assert "ASR is told not to touch it; each VM starts from its newest recovery point" in text
     assert "| LIC-SRV-01 | ready to fail over | Protected | Normal | 2026-12-04T11:56:00+00:00 | 4m |" in text
     assert "| A\\|B | blocked |" in text  # a name cannot break the table
     assert assessment.all_problems()[0].startswith("VM A|B: a drill's test failover is active on it")

@@ -111,3 +111,12 @@ def summarize(records: Iterable[StepRecord], links: dict[str, str]) -> str:
             lines.append(f"{title}:")
             lines += [f"  - [{r.step}] {r.item}: {r.detail}" for r in some]
     return "\n".join(lines)
+
+
+def mapped_xcoms(ti: Any, task_id: str, count: int, key: str = "return_value") -> list[Any]:
+    """One XCom per map index ``0..count-1`` of a mapped task (None where an index pushed nothing)."""
+    if count == 0:
+        return []
+    pulled = ti.xcom_pull(task_ids=task_id, key=key, map_indexes=list(range(count)))
+    pulled = pulled if isinstance(pulled, list) else [pulled]
+    return list(pulled) + [None] * (count - len(pulled))

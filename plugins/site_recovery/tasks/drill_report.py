@@ -62,13 +62,10 @@ def report_asset(site_name: str) -> Asset:
 
 
 def _mapped(ti: Any, task_id: str, count: int, key: str = "return_value") -> list[Any]:
-    """One XCom per mapped VM (None where a VM's task pushed nothing)."""
-    if count == 0:
-        return []
-    pulled = ti.xcom_pull(task_ids=f"{GROUP}.{task_id}", key=key, map_indexes=list(range(count)))
-    if not isinstance(pulled, list):
-        pulled = [pulled]
-    return list(pulled) + [None] * (count - len(pulled))
+    """One XCom per mapped VM of the drill's group (None where a VM's task pushed nothing)."""
+    from site_recovery.tasks.common import mapped_xcoms
+
+    return mapped_xcoms(ti, f"{GROUP}.{task_id}", count, key)
 
 
 def _records(record: type, values: list[Any]) -> list[Any]:

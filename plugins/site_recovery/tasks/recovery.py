@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import get_current_context, task
 from site_recovery.exceptions import RecoveryRefused, VmmError
-from site_recovery.tasks.common import sort_errors
+from site_recovery.tasks.common import mapped_xcoms, sort_errors
 
 if TYPE_CHECKING:
     from site_recovery.hooks.asr import AzureSiteRecoveryHook
@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 FAILOVER_FAMILY, FAILBACK_FAMILY, DRILL_FAMILY = "asr_failover", "asr_failback", "asr_test_failover_drill"
 ASSESS_TASK = "assess"
 #: the mapped task group of the failover per VM, and its verification task
-FAILOVER_GROUP = "fail_over_vm"
+FAILOVER_GROUP, COMMIT_GROUP, REPROTECT_GROUP = "fail_over_vm", "commit_vm", "reprotect_vm"
 VERIFY_TASK = f"{FAILOVER_GROUP}.verify"
 #: Seconds the assessment gives a VMM server to answer (a dead one is given up on after about six times this).
 REACHABILITY_READ_TIMEOUT = 10
@@ -131,3 +131,103 @@ def assess(site_name: str, direction: str) -> list[VmTarget]:
         raise RecoveryRefused("The recovery cannot start; nothing was changed:\n"
                               + "\n".join(f"- {problem}" for problem in problems))
     return [vm.target for vm in vms]
+
+
+# -------------------------------------------------------------------------------- the report
+def recovery_report(site_name: str, direction: str) -> dict[str, str]:
+    """Write the run's recovery report (JSON + HTML, beside the drill reports); runs whatever happened before.
+
+    Reads what every task recorded (the assessment, each approval, each VM's jobs and verification)
+    and where each VM stands in ASR now, with a read-only client. Returns the report's paths.
+    """
+    from site_recovery.drill import utc_now
+    from site_recovery.failover import sides, stage_of
+    from site_recovery.hooks.asr import summarize_protected_item
+    from site_recovery.operators.recovery import CANCEL, approval_task_id
+    from site_recovery.records import (
+        JobSummary,
+        RecoveryApproval,
+        RecoveryReport,
+        RecoveryVmResult,
+        TestVmCheck,
+        seconds_between,
+    )
+    from site_recovery.recovery_report import write_recovery_report
+    from site_recovery.site import load_site_named
+    from site_recovery.tasks.drill_report import reports_folder
+    from site_recovery.vocabulary import FailoverDirection, FailoverKind, RecoveryStage, RecoveryStep
+
+    context = get_current_context()
+    ti, params = context["ti"], context.get("params") or {}
+    site, direction = load_site_named(site_name), FailoverDirection(direction)
+    assessment = pulled_assessment(ti)
+    kind = assessment.kind if assessment else FailoverKind(params.get("kind") or FailoverKind.PLANNED)
+    approvals = []
+    for step in (RecoveryStep.FAILOVER, RecoveryStep.COMMIT, RecoveryStep.REPROTECT):
+        pushed = ti.xcom_pull(task_ids=approval_task_id(step), key="approval")
+        if pushed:
+            approvals.append(RecoveryApproval.model_validate(pushed))
+    by_step = {approval.step: approval for approval in approvals}
+    approved_at = by_step[RecoveryStep.FAILOVER].at if RecoveryStep.FAILOVER in by_step else None
+    leaves, goes_to = sides(direction)
+    vms_assessed = assessment.vms if assessment else []
+    count = len(vms_assessed)
+
+    def jobs(task_id: str) -> list[JobSummary | None]:
+        return [None if value is None else JobSummary.model_validate(value)
+                for value in mapped_xcoms(ti, task_id, count)]
+
+    failovers, commits, reprotects = (jobs(f"{FAILOVER_GROUP}.wait_failover"), jobs(f"{COMMIT_GROUP}.wait_commit"),
+                                      jobs(f"{REPROTECT_GROUP}.wait_reprotect"))
+    checks = [None if value is None else TestVmCheck.model_validate(value)
+              for value in mapped_xcoms(ti, VERIFY_TASK, count, key="verify")]
+    hook, az = recovery_hook(site, direction), site.azure
+    synced = kind == FailoverKind.PLANNED or bool(assessment and assessment.source_vmm.answered)
+    results = []
+    for i, assessed in enumerate(vms_assessed):
+        t = assessed.target
+        item = summarize_protected_item(hook.get_protected_item(az.resource_group, az.vault_name, t.fabric,
+                                                                t.container, t.item_name))
+        stage, failover, check = stage_of(item, direction), failovers[i], checks[i]
+        if failover is None:  # not failed over by this run (refused, rejected, or done by an earlier run)
+            point, lost = None, None
+        elif synced:  # the VMs shut down and a last sync ran as the failover started
+            point, lost = failover.start_time, 0.0
+        else:
+            point = assessed.last_replicated_time
+            lost = seconds_between(point, failover.start_time)
+        replicating = {RecoveryStage.REPROTECTED: f"{goes_to} to {leaves}",
+                       RecoveryStage.READY: f"{leaves} to {goes_to}",
+                       RecoveryStage.REPROTECTING: f"{goes_to} to {leaves} (initial replication)"}.get(stage)
+        results.append(RecoveryVmResult(
+            vm=t.vm, stage=stage, protection=item.protection_state_description or str(item.protection_state or ""),
+            replication_health=item.replication_health, active_location=item.active_location,
+            replication_direction=replicating or "not replicating", recovery_point_time=point, data_loss_seconds=lost,
+            rto_seconds=seconds_between(approved_at, check.verified_at) if check and check.ok else None,
+            verify=check, jobs=[job for job in (failover, commits[i], reprotects[i]) if job is not None]))
+    report = RecoveryReport(
+        site=site.name, dag_id=context["dag"].dag_id, run_id=context["run_id"], direction=direction, kind=kind,
+        started_at=context["dag_run"].start_date, ended_at=utc_now(), assessment=assessment, approvals=approvals,
+        vms=results, **_outcome(assessment, by_step, results, cancel=CANCEL))
+    return write_recovery_report(reports_folder(), report)
+
+
+def _outcome(assessment: RecoveryAssessment | None, approvals: dict, vms: list, *, cancel: str) -> dict[str, Any]:
+    """Whether the run did all it was asked, and in one line where it stopped and why."""
+    from site_recovery.vocabulary import RecoveryStage, RecoveryStep
+
+    if assessment is None:
+        return {"completed": False, "outcome": "stopped before the assessment"}
+    if assessment.all_problems():
+        return {"completed": False, "outcome": f"refused at the assessment: {len(assessment.all_problems())} "
+                                               "problem(s), nothing changed"}
+    refused = next((a for a in approvals.values() if a.needed and a.decision in (None, "Reject")), None)
+    if refused is not None:
+        return {"completed": False, "outcome": f"stopped at the {refused.step} approval ({refused.detail}); nothing "
+                                               "further changed"}
+    commit = approvals.get(RecoveryStep.COMMIT)
+    if commit is not None and commit.decision == cancel and all(vm.stage == RecoveryStage.READY for vm in vms):
+        return {"completed": True, "outcome": f"failover cancelled by {commit.by}: every VM is back where it was"}
+    if vms and all(vm.stage == RecoveryStage.REPROTECTED for vm in vms):
+        return {"completed": True, "outcome": "every VM failed over, verified, committed and protected again"}
+    return {"completed": False, "outcome": "stopped: " + ", ".join(f"{vm.vm} {vm.stage}" for vm in vms)}

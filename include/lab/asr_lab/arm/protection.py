@@ -14,9 +14,9 @@ the job), except where the failure leaves something behind - a test failover tha
 its test VM before failing must still be cleaned up.
 
 State strings: Protected / "Cleanup test failover pending" / WaitingForCompletion /
-MarkedForDeletion / UnprotectedStatesBegin / UnplannedFailoverCommitPendingStatesBegin /
-UnplannedFailoverCommitted are recorded; the other transitional states use ASR's protection
-state vocabulary and are inferred. After a cleanup the recorded item keeps
+MarkedForDeletion / UnprotectedStatesBegin / CommitPendingStatesBegin ("Planned failover
+finished") / UnplannedFailoverCommitPendingStatesBegin / UnplannedFailoverCommitted are recorded;
+the other transitional states use ASR's protection state vocabulary and are inferred. After a cleanup the recorded item keeps
 ``testFailoverState: MarkedForDeletion`` with an idle ``currentScenario``; the lab does too.
 
 Replication itself can be stalled through the lab admin API (``set_replication``): a
@@ -641,8 +641,11 @@ class ProtectionOperations(PairingOperations):
             else:
                 item.primary_vm_state = "Running"
         elif event == "succeeded":
-            item.protection_state = "PlannedFailoverCompleted" if planned else "UnplannedFailoverCommitPendingStatesBegin"
-            item.protection_state_description = "Failover completed"
+            # Recorded: a planned failover waits for its commit as CommitPendingStatesBegin, "Planned failover
+            # finished"; an unplanned one as UnplannedFailoverCommitPendingStatesBegin, "Failover completed".
+            item.protection_state, item.protection_state_description = (
+                ("CommitPendingStatesBegin", "Planned failover finished") if planned
+                else ("UnplannedFailoverCommitPendingStatesBegin", "Failover completed"))
             item.active_location = "Recovery" if to_recovery else "Primary"
             item.failover_kind, item.committed = ("planned" if planned else "unplanned"), False
             item.last_failover = job.end_time

@@ -301,7 +301,7 @@ def protected_item_json(b: ArmBackend, vault: Vault, item: ProtectedItem, now: d
             vault, f"replicationFabrics/{item.fabric}/replicationRecoveryServicesProviders/"
                    f"{primary[0].vmm.id if primary else ''}"),
         "primaryFabricFriendlyName": primary[0].vmm.fqdn if primary else "",
-        "primaryFabricProvider": "VMM",
+        "primaryFabricProvider": "VmmFabric",  # recorded (issue 11: the service's answers)
         "recoveryFabricFriendlyName": recovery[0].vmm.fqdn if recovery else "",
         "recoveryFabricId": b.asr_id(vault, f"replicationFabrics/{item.recovery_fabric}"),
         "primaryProtectionContainerFriendlyName": primary[1].name if primary else "",
