@@ -16,8 +16,9 @@ its test VM before failing must still be cleaned up.
 State strings: Protected / "Cleanup test failover pending" / WaitingForCompletion /
 MarkedForDeletion / UnprotectedStatesBegin / CommitPendingStatesBegin ("Planned failover
 finished") / UnplannedFailoverCommitPendingStatesBegin / UnplannedFailoverCommitted are recorded;
-the other transitional states use ASR's protection state vocabulary and are inferred. After a cleanup the recorded item keeps
-``testFailoverState: MarkedForDeletion`` with an idle ``currentScenario``; the lab does too.
+the other transitional states use ASR's protection state vocabulary and are inferred. After a
+cleanup the recorded item keeps ``testFailoverState: MarkedForDeletion`` with an idle
+``currentScenario``; the lab does too.
 
 Replication itself can be stalled through the lab admin API (``set_replication``): a
 condition of the Hyper-V side, independent of jobs, so job rollbacks leave it alone.
