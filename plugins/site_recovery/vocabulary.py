@@ -106,7 +106,9 @@ class ProtectionState(StrEnum):
     #: a planned failover finished, its commit pending ("Planned failover finished")
     PLANNED_FAILOVER_COMMIT_PENDING = "CommitPendingStatesBegin"
     UNPLANNED_FAILOVER_COMMIT_PENDING = "UnplannedFailoverCommitPendingStatesBegin"
-    COMMIT_FAILOVER_COMPLETED = "CommitFailoverCompleted"
+    #: a planned failover committed ("Planned failover committed")
+    PLANNED_FAILOVER_COMMITTED = "PlannedFailoverStatesBegin"
+    UNPLANNED_FAILOVER_COMMITTED = "UnplannedFailoverCommitted"
 
     @property
     def is_enabling(self) -> bool:

@@ -223,11 +223,11 @@ class TestProtection:
             "failoverDirection": "PrimaryToRecovery", "providerSpecificDetails": {"instanceType": "ProviderSpecificFailoverInput"}}})
         item = poller.result()
         assert (item.properties.active_location, item.properties.protection_state_description) == (
-            "Recovery", "Failover completed")
+            "Recovery", "Planned failover finished")  # recorded (TestReprotect)
         assert isinstance(runbook.job(job_name).properties.custom_details, models.FailoverJobDetails)
 
         poller, job_name = runbook.begin(rpi.begin_failover_commit, *args)
-        assert poller.result().properties.protection_state_description == "Failover committed"
+        assert poller.result().properties.protection_state_description == "Planned failover committed"
         assert runbook.job(job_name).properties.scenario_name == "CommitFailover"
 
         poller, job_name = runbook.begin(rpi.begin_reprotect, *args, {"properties": {

@@ -123,15 +123,19 @@ def test_a_rejection_at_any_approval_changes_nothing_further(protected, airflow_
     assert [action for action, _ in writes(protected, since)] == expected
 
 
-def test_a_cancel_at_commit_brings_the_vm_back_and_a_rerun_resumes_where_asr_stands(protected, airflow_users):
-    since = protected.last_request_seq()
+def test_the_commit_approval_offers_a_cancel_only_where_asr_allows_it(protected, airflow_users):
+    """Recorded: a failed-over VMM-to-VMM VM does not list CancelFailover in its allowedOperations, so the
+    approval offers Commit or Reject and says how to go back; an answer it does not offer is refused."""
     with Answers(FAILOVER, {"approve_failover": APPROVE["approve_failover"],
-                            "approve_commit": [("admin", "Cancel failover")]}):
+                            "approve_commit": [("admin", "Cancel failover"), ("admin", "Commit")],
+                            "approve_reprotect": APPROVE["approve_reprotect"]}) as answers:
         run = dag_runner(FAILOVER)(vms=["LIC-SRV-01"], kind="planned", confirm_site="lab")
     assert run.state == "success", states(run)
-    assert [action for action, _ in writes(protected, since)] == ["plannedFailover", "failoverCancel"]
-    vm = items()["LIC-SRV-01"]
-    assert (vm.active_location, vm.protection_state) == ("Primary", "Protected")
+    asked = answers.waited["approve_commit"]
+    assert asked["options"] == ["Commit", "Reject"]
+    assert "ASR offers no cancel for these VMs" in asked["body"]
+    assert [(task, status) for task, _, status in answers.responses if task == "approve_commit"] == [
+        ("approve_commit", 400), ("approve_commit", 200)]  # "Cancel failover" is not an option here
 
 
 def test_an_unplanned_failover_with_the_primary_vmm_silent(protected, airflow_users, output):
@@ -243,3 +247,46 @@ def test_a_refused_run_still_writes_its_report(protected, reports):
     report = json.loads(path.read_text())
     assert report["completed"] is False and report["outcome"].startswith("refused at the assessment: 1 problem(s)")
     assert report["vms"][0]["stage"] == "ready to fail over" and report["vms"][0]["jobs"] == []
+
+
+def test_a_failover_that_fails_for_one_vm_stops_before_the_commit_and_a_rerun_fails_over_only_that_vm(
+        protected, airflow_users, reports, output):
+    protected.add_job_fault("PlannedFailover", "Failed", target="FS-PRD-01", error={
+        "code": "70094", "message": "Failed to start the virtual machine 'FS-PRD-01' on the recovery host.",
+        "possibleCauses": "The recovery host is out of memory.", "recommendedAction": "Free memory and retry."})
+    since = protected.last_request_seq()
+    with Answers(FAILOVER, {"approve_failover": APPROVE["approve_failover"]}):
+        run = dag_runner(FAILOVER)(vms=VMS, kind="planned", confirm_site="lab")
+    assert run.state == "failed"
+    vm_states = states(run)
+    assert vm_states["wait_failover[0]"] == "success" and vm_states["verify[0]"] == "success"  # LIC-SRV-01
+    assert vm_states["wait_failover[1]"] == "failed" and vm_states["approve_commit"] == "upstream_failed"
+    assert "[70094] Failed to start the virtual machine 'FS-PRD-01'" in output()
+    [path] = (reports / "lab" / "recovery").glob("*.json")
+    report = json.loads(path.read_text())
+    assert report["completed"] is False
+    assert [(vm["vm"], vm["stage"]) for vm in report["vms"]] == [
+        ("LIC-SRV-01", "failed over, commit pending"), ("FS-PRD-01", "ready to fail over")]
+    assert report["vms"][1]["jobs"] == []  # the failed job's wait pushed no summary; its error is in the log
+
+    with Answers(FAILOVER, APPROVE) as answers:
+        rerun = dag_runner(FAILOVER)(vms=VMS, kind="planned", confirm_site="lab")
+    assert rerun.state == "success", states(rerun)
+    assert "FS-PRD-01" in answers.waited["approve_failover"]["body"]
+    failovers = [item for action, item in writes(protected, since) if action == "plannedFailover"]
+    assert len(failovers) == 3 and failovers.count(failovers[-1]) == 2  # FS-PRD-01 twice, LIC-SRV-01 once
+
+
+def test_a_commit_that_fails_leaves_the_vm_failed_over_for_a_rerun(protected, airflow_users):
+    protected.add_job_fault("CommitFailover", "Failed")
+    with Answers(FAILOVER, {"approve_failover": APPROVE["approve_failover"], "approve_commit": APPROVE["approve_commit"]}):
+        run = dag_runner(FAILOVER)(vms=["LIC-SRV-01"], kind="planned", confirm_site="lab")
+    assert run.state == "failed" and states(run)["wait_commit[0]"] == "failed"
+    vm = items()["LIC-SRV-01"]
+    assert (vm.active_location, vm.protection_state) == ("Recovery", "CommitPendingStatesBegin")
+    since = protected.last_request_seq()
+    with Answers(FAILOVER, {"approve_commit": APPROVE["approve_commit"],
+                            "approve_reprotect": APPROVE["approve_reprotect"]}):
+        rerun = dag_runner(FAILOVER)(vms=["LIC-SRV-01"], kind="planned", confirm_site="lab")
+    assert rerun.state == "success", states(rerun)
+    assert [action for action, _ in writes(protected, since)] == ["failoverCommit", "reProtect"]

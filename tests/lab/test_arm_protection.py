@@ -224,8 +224,9 @@ class TestFailoverAndBack:
 
         world.backend.commit_failover(world.vault, *args)
         world.finish()
-        assert (item.protection_state, item.allowed_operations) == (
-            "CommitFailoverCompleted", ["ReverseReplicate", "DisableProtection"])
+        assert (item.protection_state, item.protection_state_description, item.allowed_operations) == (
+            "PlannedFailoverStatesBegin", "Planned failover committed",
+            ["CompleteMigration", "ReverseReplicate", "DisableProtection"])  # recorded (TestFailbackReprotect)
 
         with pytest.raises(AsrError):
             world.backend.reprotect(world.vault, *args, {"properties": {"failoverDirection": "PrimaryToRecovery"}})
@@ -257,13 +258,18 @@ class TestFailoverAndBack:
         assert (item.protection_state, item.protection_state_description) == (
             "UnplannedFailoverCommitted", "Failover committed")
 
-    def test_cancel_failover_goes_back_to_protected_on_the_primary(self, world: World):
+    def test_a_failed_over_vmm_vm_offers_no_cancel(self, world: World):
+        """Recorded: after a VMM-to-VMM failover ASR offers commit, reverse replication, change of recovery point,
+        complete migration and disable, never CancelFailover; a cancel is refused and changes nothing."""
         item = world.protected("APP-ERP-01")
         world.backend.planned_failover(world.vault, *world.item_args("APP-ERP-01"), {})
         world.finish()
-        world.backend.cancel_failover(world.vault, *world.item_args("APP-ERP-01"))
-        world.finish()
-        assert (item.protection_state, item.active_location, item.primary_vm_state) == ("Protected", "Primary", "Running")
+        assert item.allowed_operations == ["CompleteMigration", "ReverseReplicate", "Commit", "DisableProtection",
+                                           "ChangePit"]
+        with pytest.raises(AsrError) as refused:
+            world.backend.cancel_failover(world.vault, *world.item_args("APP-ERP-01"))
+        assert refused.value.code == "539"
+        assert (item.protection_state, item.active_location) == ("CommitPendingStatesBegin", "Recovery")
 
     def test_commit_without_a_failover_is_not_allowed(self, world: World):
         world.protected("APP-ERP-01")

@@ -14,7 +14,7 @@ from airflow.providers.standard.operators.hitl import HITLOperator
 from site_recovery.exceptions import ApprovalRefused
 from site_recovery.operators.vm import VmOperator
 from site_recovery.tasks.common import sort_errors
-from site_recovery.vocabulary import FailoverDirection, RecoveryStage, RecoveryStep
+from site_recovery.vocabulary import AllowedOperation, FailoverDirection, RecoveryStage, RecoveryStep
 
 if TYPE_CHECKING:
     from datetime import timedelta
@@ -85,8 +85,12 @@ class RecoveryApprovalOperator(HITLOperator):
         assessment = pulled_assessment(context["ti"])
         targets = [vm.target for vm in assessment.vms] if assessment else []
         hook = recovery_hook(site, self.direction)
-        stages = {t.vm: stage_of(_item(hook, site, t), self.direction) for t in targets}
+        items = {t.vm: _item(hook, site, t) for t in targets}
+        stages = {vm: stage_of(item, self.direction) for vm, item in items.items()}
         waiting = [vm for vm, stage in stages.items() if stage in _WAITING_FOR[self.step]]
+        if self.step == RecoveryStep.COMMIT and not all(items[vm].allows(AllowedOperation.CANCEL_FAILOVER)
+                                                        for vm in waiting):
+            self.options = [option for option in self.options if option != CANCEL]  # ASR offers no cancel
         if not waiting:
             detail = "no VM stands where this step starts (" + ", ".join(f"{vm}: {stage}" for vm, stage in
                                                                          stages.items()) + ")"
@@ -109,9 +113,12 @@ class RecoveryApprovalOperator(HITLOperator):
             seen = ("verified: " if check.ok else "NOT verified: ") + check.detail if check else "not verified"
             lines.append(f"| {vm} | {stage} | {seen} |")
         if self.step == RecoveryStep.COMMIT:
+            cancel = ("**Cancel failover** brings the VMs back to the site they left (their changes since are lost). "
+                      if CANCEL in self.options else
+                      "ASR offers no cancel for these VMs (a VMM-to-VMM failover is not cancelled: to go back, commit, "
+                      "reprotect and fail back). ")
             ask = ("**Commit** makes the failover final: the recovery points kept on the other site are discarded. "
-                   "**Cancel failover** brings the VMs back to the site they left (their changes since are lost). "
-                   "**Reject** does neither; a rerun of this DAG resumes here.")
+                   + cancel + "**Reject** does neither; a rerun of this DAG resumes here.")
         else:
             ask = ("**Reprotect** starts reverse replication, from the site the VMs now run on back to the one they "
                    "left; approve it once that site is back. **Reject** leaves the VMs unprotected for now; a rerun "

@@ -4,7 +4,8 @@
     Protected ─► TestFailover ─► (waiting for cleanup) ─► TestFailoverCleanup ─► Protected
     Protected ─► PlannedFailover | UnplannedFailover ─► failed over
     failed over ─► CommitFailover ─► committed ─► ReverseReplication ─► Protected (other way)
-    failed over ─► CancelFailover ─► Protected;   any idle state ─► DisableDr ─► gone
+    failed over ─► CancelFailover ─► Protected (where allowed: recorded VMM-to-VMM items never offer it)
+    any idle state ─► DisableDr ─► gone
 
 Every operation checks the item first, as ASR does: an operation while another job runs on
 the item is accepted and its job fails at once with 532 (recorded); an operation the item
@@ -46,8 +47,11 @@ IDLE = ["PlannedFailover", "UnplannedFailover", "DisableProtection", "TestFailov
 #: recorded while a test failover waits for cleanup
 TFO_PENDING = ["TestFailoverCleanup"]
 DURING_IR = ["DisableProtection"]
-FAILED_OVER = ["Commit", "ReverseReplicate", "CancelFailover", "DisableProtection"]
-COMMITTED = ["ReverseReplicate", "DisableProtection"]
+#: recorded (TestReprotect, TestFailbackReprotect, TestUFOandFailback) after a planned or unplanned failover, before
+#: its commit: VMM-to-VMM offers no CancelFailover
+FAILED_OVER = ["CompleteMigration", "ReverseReplicate", "Commit", "DisableProtection", "ChangePit"]
+#: recorded (TestFailbackReprotect) after a commit
+COMMITTED = ["CompleteMigration", "ReverseReplicate", "DisableProtection"]
 
 NETWORK_TYPES = ("VmNetworkAsInput", "NoNetworkAttachAsInput")
 
@@ -663,9 +667,10 @@ class ProtectionOperations(PairingOperations):
         if event == "started":
             self._begin(item, job, "CommitFailoverStatesBegin", "Commit in progress")
         elif event == "succeeded":
-            item.protection_state = "CommitFailoverCompleted" if item.failover_kind == "planned" \
-                else "UnplannedFailoverCommitted"
-            item.protection_state_description = "Failover committed"
+            # Recorded for a planned failover's commit; the unplanned one's state as seen in the field.
+            item.protection_state, item.protection_state_description = (
+                ("PlannedFailoverStatesBegin", "Planned failover committed") if item.failover_kind == "planned"
+                else ("UnplannedFailoverCommitted", "Failover committed"))
             item.committed = True
             item.allowed_operations = list(COMMITTED)
             self._idle(item)

@@ -144,11 +144,9 @@ SCENARIOS: dict[str, Scenario] = {
         ("StartVmOnSecondary", "VmFoStartVmOnSecondary", "Start the replica virtual machine", 120),
     ),
     "CommitFailover": _s(
-        "CommitFailover", "Commit", "ProtectionEntity", "AsrJobDetails",
-        "scenario name from the PowerShell test helpers; tasks inferred from ReverseReplication",
-        ("", "VmCommitPrerequisitesCheck", "Prerequisites check", 1),
+        "CommitFailover", "Commit", "ProtectionEntity", "AsrJobDetails", "recorded (TestFailbackReprotect)",
+        ("", "VmCommitPrerequisitesCheck", "Prerequisite check", 1),
         ("", "VmCommit", "Commit", 13),
-        ("", "UpdateDraState", "Updating the provider states", 5),
     ),
     "CancelFailover": _s(
         "CancelFailover", "Cancel failover", "ProtectionEntity", "AsrJobDetails", "inferred",
