@@ -279,7 +279,7 @@ def test_a_failover_that_fails_for_one_vm_stops_before_the_commit_and_a_rerun_fa
 
 def test_a_commit_that_fails_leaves_the_vm_failed_over_for_a_rerun(protected, airflow_users):
     protected.add_job_fault("CommitFailover", "Failed")
-    with Answers(FAILOVER, {"approve_failover": APPROVE["approve_failover"], "approve_commit": APPROVE["approve_commit"]}):
+    with Answers(FAILOVER, {step: APPROVE[step] for step in ("approve_failover", "approve_commit")}):
         run = dag_runner(FAILOVER)(vms=["LIC-SRV-01"], kind="planned", confirm_site="lab")
     assert run.state == "failed" and states(run)["wait_commit[0]"] == "failed"
     vm = items()["LIC-SRV-01"]
