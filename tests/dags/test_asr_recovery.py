@@ -290,3 +290,26 @@ def test_a_commit_that_fails_leaves_the_vm_failed_over_for_a_rerun(protected, ai
         rerun = dag_runner(FAILOVER)(vms=["LIC-SRV-01"], kind="planned", confirm_site="lab")
     assert rerun.state == "success", states(rerun)
     assert [action for action, _ in writes(protected, since)] == ["failoverCommit", "reProtect"]
+
+
+def test_a_drill_run_of_the_site_in_progress_refuses_the_failover(protected, output):
+    """Airflow's side of 'one drill, failover or failback per site at a time': a drill run queued or running."""
+    from airflow.models.dagrun import DagRun
+    from airflow.utils import timezone
+    from airflow.utils.session import create_session
+    from airflow.utils.state import DagRunState
+    from airflow.utils.types import DagRunType
+
+    with create_session() as session:
+        session.add(DagRun(dag_id="asr_test_failover_drill__lab", run_id="scheduled__drill-in-progress",
+                           run_type=DagRunType.SCHEDULED, state=DagRunState.RUNNING, run_after=timezone.utcnow(),
+                           start_date=timezone.utcnow()))
+    try:
+        since = protected.last_request_seq()
+        run = dag_runner(FAILOVER)(vms=["LIC-SRV-01"], kind="planned", confirm_site="lab")
+        assert run.state == "failed" and states(run)["assess"] == "failed"
+        assert "1 run(s) of asr_test_failover_drill__lab active" in output()
+        assert protected.requests(since=since, mutating=True) == []
+    finally:
+        with create_session() as session:
+            session.query(DagRun).filter(DagRun.run_id == "scheduled__drill-in-progress").delete()
