@@ -233,3 +233,72 @@ class TestPlanTestFailover:
         world.vault = vault
         world.finish()
         assert restored.get_job(vault, job.name).state == "Succeeded"
+
+
+class TestPlanFailover:
+    """A plan's failover, commit and reprotect: one job each, the members following it (no VMM-to-VMM recording of
+    a plan failover exists; the members' states are the recorded item-level ones)."""
+
+    def test_a_planned_failover_runs_its_groups_in_order_then_commit_and_reprotect_act_on_every_member(
+            self, world: World):
+        create(world, end={1: [script("Repoint ERP")]}, start={2: [manual("Confirm licence server")]})
+        body = {"properties": {"failoverDirection": "PrimaryToRecovery"}}
+        job = world.backend.plan_failover(world.vault, "order-portal", body, planned=True)
+        assert (job.scenario_name, job.friendly_name, job.target_instance_type) == (
+            "PlannedFailover", "Planned failover", "RecoveryPlan")
+        # the manual action is for test failovers only: a real failover does not stop at it
+        assert [t.friendly_name for t in job.tasks] == [
+            "Recovery plan preflight checks", "Group Shutdown: Shut down virtual machines",
+            "Group Failover: Fail over virtual machines", "Group 1: Start virtual machines", "Repoint ERP",
+            "Group 2: Start virtual machines", "Group 3: Start virtual machines"]
+        plan = world.backend.get_recovery_plan(world.vault, "order-portal")
+        assert world.backend.plan_allowed_operations(world.vault, plan) == []
+        assert world.item("APP-ERP-01").scenario_job == job.name
+        world.finish()
+        assert job.state == "Succeeded", job.errors
+        for vm in ("SQL-PRD-01", "APP-ERP-02", "WEB-PORTAL-01"):
+            item = world.item(vm)
+            assert (item.protection_state, item.active_location, item.primary_vm_state, item.replica_vm_state) == (
+                "CommitPendingStatesBegin", "Recovery", "Off", "Running")
+        assert world.backend.plan_allowed_operations(world.vault, plan) == ["Commit", "ReverseReplicate"]
+
+        commit = world.backend.plan_commit(world.vault, "order-portal")
+        world.finish()
+        assert (commit.scenario_name, commit.state) == ("CommitFailover", "Succeeded")
+        assert world.item("SQL-PRD-01").protection_state == "PlannedFailoverStatesBegin"
+        assert world.backend.plan_allowed_operations(world.vault, plan) == ["ReverseReplicate"]
+
+        with pytest.raises(AsrError):  # replication must flow from where the VMs now run
+            world.backend.plan_reprotect(world.vault, "order-portal", body)
+        reprotect = world.backend.plan_reprotect(world.vault, "order-portal",
+                                                 {"properties": {"failoverDirection": "RecoveryToPrimary"}})
+        world.finish()
+        assert (reprotect.scenario_name, reprotect.state) == ("ReverseReplication", "Succeeded")
+        for vm in ("SQL-PRD-01", "APP-ERP-01"):
+            item = world.item(vm)
+            assert (item.protection_state, item.active_location, item.allowed_operations) == (
+                "Protected", "Recovery", IDLE)
+        assert world.backend.plan_allowed_operations(world.vault, plan) == [
+            "PlannedFailover", "UnplannedFailover", "TestFailover"]
+
+    def test_an_unplanned_failover_without_the_source_site_skips_the_shutdown(self, world: World):
+        create(world)
+        job = world.backend.plan_failover(world.vault, "order-portal", {"properties": {
+            "failoverDirection": "PrimaryToRecovery", "sourceSiteOperations": "NotRequired"}}, planned=False)
+        world.finish()
+        assert (job.friendly_name, job.tasks[1].state_description) == ("Failover", "Skipped")
+        item = world.item("SQL-PRD-01")
+        assert (item.protection_state, item.primary_vm_state) == ("UnplannedFailoverCommitPendingStatesBegin",
+                                                                 "Running")
+
+    def test_a_failed_plan_failover_restores_every_member(self, world: World):
+        create(world)
+        world.backend.add_job_fault({"scenario": "PlannedFailover", "outcome": "Failed", "task": 4})
+        job = world.backend.plan_failover(world.vault, "order-portal",
+                                          {"properties": {"failoverDirection": "PrimaryToRecovery"}}, planned=True)
+        world.finish()
+        assert job.state == "Failed"
+        for vm in ("SQL-PRD-01", "WEB-PORTAL-01"):
+            item = world.item(vm)
+            assert (item.protection_state, item.active_location, item.allowed_operations) == (
+                "Protected", "Primary", IDLE)

@@ -61,7 +61,8 @@ def _iso_seconds(text: Any) -> float | None:
 
 
 class RecoveryPlanOperations(ProtectionOperations):
-    """create, update, read, delete recovery plans; their test failover and its cleanup."""
+    """create, update, read, delete recovery plans; their test failover and its cleanup; their failover, commit
+    and reprotect."""
 
     # -- reading --------------------------------------------------------------------------
 
@@ -341,10 +342,98 @@ class RecoveryPlanOperations(ProtectionOperations):
                                params={"plan": plan.name, "items": [self._item_key(i) for _, i in members],
                                        "incarnations": {self._item_key(i): i.incarnation for _, i in members}})
 
+    # -- failover, commit, reprotect of a plan -------------------------------------------------
+
+    def plan_failover(self, vault: Vault, name: str, body: dict[str, Any], *, planned: bool) -> Job:
+        """A plan's planned or unplanned failover: one job, its groups in order (Shutdown, Failover, Boot 1..n)."""
+        plan = self.get_recovery_plan(vault, name)
+        operation = "PlannedFailover" if planned else "UnplannedFailover"
+        self._require_plan(vault, plan, operation)
+        props = body.get("properties") or {}
+        direction = props.get("failoverDirection")
+        if direction not in DIRECTIONS:
+            raise AsrError(AsrErrors.INVALID_INPUT, parameter="failoverDirection",
+                           reason=f"Valid values: {', '.join(DIRECTIONS)}.")
+        source_ops = props.get("sourceSiteOperations") or "Required"
+        if source_ops not in ("Required", "NotRequired"):
+            raise AsrError(AsrErrors.INVALID_INPUT, parameter="sourceSiteOperations",
+                           reason="Valid values: Required, NotRequired.")
+        members = self.plan_items(vault, plan)
+        for _, item in members:
+            self._check_direction(item, direction)
+        kind = "PlannedFailover" if planned else "UnplannedFailover"
+        tasks = self._failover_tasks(vault, plan, members, direction, kind,
+                                     shut_down=planned or source_ops == "Required")
+        return self._start_job(vault, f"RecoveryPlan{kind}", target_object_id=plan.name, target_object_name=plan.name,
+                               target_path=f"replicationRecoveryPlans/{plan.name}", result="resource",
+                               details={"protectedItemDetails": []}, tasks=tasks,
+                               params={"plan": plan.name, "direction": direction, "planned": planned,
+                                       **self._member_params(members)})
+
+    def plan_commit(self, vault: Vault, name: str) -> Job:
+        return self._plan_members_job(vault, name, "Commit", "RecoveryPlanCommit", "Group Failover: Commit", 13)
+
+    def plan_reprotect(self, vault: Vault, name: str, body: dict[str, Any]) -> Job:
+        plan = self.get_recovery_plan(vault, name)
+        for _, item in self.plan_items(vault, plan):
+            self._check_direction(item, (body.get("properties") or {}).get("failoverDirection"))
+        return self._plan_members_job(vault, name, "ReverseReplicate", "RecoveryPlanReprotect",
+                                      "Group Failover: Start reverse replication", 60)
+
+    def _plan_members_job(self, vault: Vault, name: str, operation: str, kind: str, friendly: str,
+                          seconds: float) -> Job:
+        plan = self.get_recovery_plan(vault, name)
+        self._require_plan(vault, plan, operation)
+        members = self.plan_items(vault, plan)
+        tasks = [self._task("RecoveryPlanPreflightChecksTask", "Recovery plan preflight checks", 2),
+                 self._task("RecoveryPlanGroupTask", friendly, seconds, group=("Failover", "Failover"),
+                            children=[self._child(i) for _, i in members])]
+        return self._start_job(vault, kind, target_object_id=plan.name, target_object_name=plan.name,
+                               target_path=f"replicationRecoveryPlans/{plan.name}", result="resource", tasks=tasks,
+                               params={"plan": plan.name, **self._member_params(members)})
+
+    def _member_params(self, members: list[tuple[int, ProtectedItem]]) -> dict[str, Any]:
+        return {"items": [self._item_key(i) for _, i in members],
+                "incarnations": {self._item_key(i): i.incarnation for _, i in members}}
+
+    def _failover_tasks(self, vault: Vault, plan: RecoveryPlan, members: list[tuple[int, ProtectedItem]],
+                        direction: str, kind: str, *, shut_down: bool) -> list[Task]:
+        """Preflight; the Shutdown group (skipped when the source site is not to be touched); the Failover group;
+        each Boot group with its actions for this failover type and direction."""
+        item_tasks = SCENARIOS[kind].tasks
+        everyone = [self._child(i) for _, i in members]
+        tasks = [self._task("RecoveryPlanPreflightChecksTask", "Recovery plan preflight checks", 5)]
+        shutdown = self._task("RecoveryPlanGroupTask", "Group Shutdown: Shut down virtual machines",
+                              item_tasks[1].seconds + item_tasks[2].seconds, group=("Shutdown", "Shutdown"),
+                              children=everyone)
+        shutdown.skip = not shut_down
+        tasks.append(shutdown)
+        failover = next(g for g in plan.groups if g["groupType"] == "Failover")
+        tasks += self._action_tasks(vault, plan, failover["startGroupActions"], direction, "Failover", kind)
+        tasks.append(self._task("RecoveryPlanGroupTask", "Group Failover: Fail over virtual machines",
+                                item_tasks[3].seconds, group=("Failover", "Failover"), children=everyone))
+        tasks += self._action_tasks(vault, plan, failover["endGroupActions"], direction, "Failover", kind)
+        for number, group in enumerate(self._boot_groups(plan), start=1):
+            tasks += self._action_tasks(vault, plan, group["startGroupActions"], direction, str(number), kind)
+            tasks.append(self._task("RecoveryPlanGroupTask", f"Group {number}: Start virtual machines",
+                                    item_tasks[4].seconds, group=(str(number), "Boot"),
+                                    children=[self._child(i) for n, i in members if n == number]))
+            tasks += self._action_tasks(vault, plan, group["endGroupActions"], direction, str(number), kind)
+        return tasks
+
     def plan_allowed_operations(self, vault: Vault, plan: RecoveryPlan) -> list[str]:
+        """What the plan allows: nothing while its job runs; the cleanup of a pending test failover; else what
+        every member allows (inferred: a failed-over plan offers its members' commit and reprotect)."""
         if self.running_job(vault, plan.scenario_job) is not None:
             return []
-        return list(PLAN_TFO_PENDING if self._cleanup_pending(vault, plan) else PLAN_IDLE)
+        if self._cleanup_pending(vault, plan):
+            return list(PLAN_TFO_PENDING)
+        members = [item for _, item in self.plan_items(vault, plan)]
+        if members and all("Commit" in item.allowed_operations for item in members):
+            return ["Commit", "ReverseReplicate"]
+        if members and all("ReverseReplicate" in item.allowed_operations for item in members):
+            return ["ReverseReplicate"]
+        return list(PLAN_IDLE)
 
     def _cleanup_pending(self, vault: Vault, plan: RecoveryPlan) -> bool:
         """A plan test failover left test VMs that no cleanup (of the plan or of an item) has removed yet."""
@@ -394,10 +483,10 @@ class RecoveryPlanOperations(ProtectionOperations):
         return tasks
 
     def _action_tasks(self, vault: Vault, plan: RecoveryPlan, actions: list[dict], direction: str,
-                      group: str) -> list[Task]:
+                      group: str, failover_type: str = "TestFailover") -> list[Task]:
         tasks = []
         for action in actions:
-            if "TestFailover" not in action["failoverTypes"] or direction not in action["failoverDirections"]:
+            if failover_type not in action["failoverTypes"] or direction not in action["failoverDirections"]:
                 continue
             custom = action["customDetails"]
             if custom["instanceType"] == "ManualActionDetails":
@@ -572,3 +661,69 @@ class RecoveryPlanOperations(ProtectionOperations):
                 self._restore_item(job, item)
             if plan is not None:
                 plan.current_scenario, plan.scenario_job = "None", None
+
+
+    @effects("RecoveryPlanPlannedFailover", "RecoveryPlanUnplannedFailover")
+    def _on_plan_failover(self, vault: Vault, job: Job, event: str, index: int | None) -> None:
+        """The members follow the plan's job: shut down at the Shutdown group, replication stopped at the Failover
+        group, started with their Boot group; failed over (commit pending) when the job succeeds."""
+        plan = vault.recovery_plans.get(job.params["plan"].lower())
+        members = self._plan_members(vault, job)
+        task = job.tasks[index] if index is not None else None
+        to_recovery = job.params["direction"] == "PrimaryToRecovery"
+        if event == "started":
+            self._plan_begins(vault, job, plan, members, "Failover in progress")
+        elif event == "task_done" and task is not None and task.details.get("groupId") == "Shutdown":
+            for item in members:
+                self._shut_down_source(item, to_recovery)
+        elif event == "task_done" and task is not None and task.details.get("groupId") == "Failover":
+            for item in members:
+                self._stop_replication(vault, item, task.end_time or self.now())
+        elif event == "task_done" and task is not None and task.details.get("rpGroupType") == "Boot":
+            started = self._group_vms(job, index)
+            for item in members:
+                if self._item_key(item) in started:
+                    self._start_target(item, to_recovery)
+        elif event == "succeeded":
+            for item in members:
+                self._failed_over(item, job.params["planned"], to_recovery, job.end_time)
+            self._plan_ends(plan)
+        elif event in ("failed", "cancelled"):
+            for item in members:
+                self._restore_item(job, item)
+            self._plan_ends(plan)
+
+    @effects("RecoveryPlanCommit", "RecoveryPlanReprotect")
+    def _on_plan_commit_or_reprotect(self, vault: Vault, job: Job, event: str, index: int | None) -> None:
+        plan = vault.recovery_plans.get(job.params["plan"].lower())
+        members = self._plan_members(vault, job)
+        commit = job.kind == "RecoveryPlanCommit"
+        if event == "started":
+            self._plan_begins(vault, job, plan, members,
+                              "Commit in progress" if commit else "Reverse replication in progress")
+        elif event == "succeeded":
+            for item in members:
+                if commit:
+                    self._committed(item)
+                else:
+                    self._reprotected(item, job.end_time)
+            self._plan_ends(plan)
+        elif event in ("failed", "cancelled"):
+            for item in members:
+                self._restore_item(job, item)
+            self._plan_ends(plan)
+
+    def _plan_begins(self, vault: Vault, job: Job, plan: RecoveryPlan | None, members: list[ProtectedItem],
+                     description: str) -> None:
+        if plan is not None:
+            plan.current_scenario, plan.scenario_job = job.scenario_name, job.name
+        for item in members:
+            self._snapshot(job, item)
+            item.protection_state_description = description
+            item.allowed_operations = []
+            item.scenario, item.scenario_job, item.scenario_start = job.scenario_name, job.name, job.start_time
+
+    @staticmethod
+    def _plan_ends(plan: RecoveryPlan | None) -> None:
+        if plan is not None:
+            plan.current_scenario, plan.scenario_job = "None", None

@@ -634,30 +634,42 @@ class ProtectionOperations(PairingOperations):
             state = "PlannedFailoverInitiated" if planned else "UnplannedFailoverInitiated"
             self._begin(item, job, state, "Failover in progress")
         elif event == "task_done" and index == 1:
-            if to_recovery:
-                item.primary_vm_state = "Off"
-            else:
-                item.replica_vm_state = "Off"
+            self._shut_down_source(item, to_recovery)
         elif event == "task_done" and index == 3:
             self._stop_replication(vault, item, job.tasks[3].end_time or self.now())
         elif event == "task_done" and index == 4:
-            if to_recovery:
-                item.replica_vm_state = "Running"
-            else:
-                item.primary_vm_state = "Running"
+            self._start_target(item, to_recovery)
         elif event == "succeeded":
-            # Recorded: a planned failover waits for its commit as CommitPendingStatesBegin, "Planned failover
-            # finished"; an unplanned one as UnplannedFailoverCommitPendingStatesBegin, "Failover completed".
-            item.protection_state, item.protection_state_description = (
-                ("CommitPendingStatesBegin", "Planned failover finished") if planned
-                else ("UnplannedFailoverCommitPendingStatesBegin", "Failover completed"))
-            item.active_location = "Recovery" if to_recovery else "Primary"
-            item.failover_kind, item.committed = ("planned" if planned else "unplanned"), False
-            item.last_failover = job.end_time
-            item.allowed_operations = list(FAILED_OVER)
-            self._idle(item)
+            self._failed_over(item, planned, to_recovery, job.end_time)
         elif event in ("failed", "cancelled"):
             self._restore(item, job)
+
+    @staticmethod
+    def _shut_down_source(item: ProtectedItem, to_recovery: bool) -> None:
+        if to_recovery:
+            item.primary_vm_state = "Off"
+        else:
+            item.replica_vm_state = "Off"
+
+    @staticmethod
+    def _start_target(item: ProtectedItem, to_recovery: bool) -> None:
+        if to_recovery:
+            item.replica_vm_state = "Running"
+        else:
+            item.primary_vm_state = "Running"
+
+    def _failed_over(self, item: ProtectedItem, planned: bool, to_recovery: bool, at: datetime | None) -> None:
+        """A failover (of the item, or of a plan it is in) succeeded: its commit is pending."""
+        # Recorded: a planned failover waits for its commit as CommitPendingStatesBegin, "Planned failover
+        # finished"; an unplanned one as UnplannedFailoverCommitPendingStatesBegin, "Failover completed".
+        item.protection_state, item.protection_state_description = (
+            ("CommitPendingStatesBegin", "Planned failover finished") if planned
+            else ("UnplannedFailoverCommitPendingStatesBegin", "Failover completed"))
+        item.active_location = "Recovery" if to_recovery else "Primary"
+        item.failover_kind, item.committed = ("planned" if planned else "unplanned"), False
+        item.last_failover = at
+        item.allowed_operations = list(FAILED_OVER)
+        self._idle(item)
 
     @effects("CommitFailover")
     def _on_commit(self, vault: Vault, job: Job, event: str, index: int | None) -> None:
@@ -667,15 +679,19 @@ class ProtectionOperations(PairingOperations):
         if event == "started":
             self._begin(item, job, "CommitFailoverStatesBegin", "Commit in progress")
         elif event == "succeeded":
-            # Recorded for a planned failover's commit; the unplanned one's state as seen in the field.
-            item.protection_state, item.protection_state_description = (
-                ("PlannedFailoverStatesBegin", "Planned failover committed") if item.failover_kind == "planned"
-                else ("UnplannedFailoverCommitted", "Failover committed"))
-            item.committed = True
-            item.allowed_operations = list(COMMITTED)
-            self._idle(item)
+            self._committed(item)
         elif event in ("failed", "cancelled"):
             self._restore(item, job)
+
+    def _committed(self, item: ProtectedItem) -> None:
+        """A commit (of the item, or of a plan it is in) succeeded."""
+        # Recorded for a planned failover's commit; the unplanned one's state as seen in the field.
+        item.protection_state, item.protection_state_description = (
+            ("PlannedFailoverStatesBegin", "Planned failover committed") if item.failover_kind == "planned"
+            else ("UnplannedFailoverCommitted", "Failover committed"))
+        item.committed = True
+        item.allowed_operations = list(COMMITTED)
+        self._idle(item)
 
     @effects("CancelFailover")
     def _on_cancel_failover(self, vault: Vault, job: Job, event: str, index: int | None) -> None:
@@ -707,13 +723,17 @@ class ProtectionOperations(PairingOperations):
         elif event == "task_done" and index == 1:
             item.committed = True
         elif event == "succeeded":
-            item.protection_state = item.protection_state_description = "Protected"
-            item.failover_kind, item.committed = None, False
-            item.replicating_since = job.end_time
-            item.allowed_operations = list(IDLE)
-            self._idle(item)
+            self._reprotected(item, job.end_time)
         elif event in ("failed", "cancelled"):
             self._restore(item, job)
+
+    def _reprotected(self, item: ProtectedItem, at: datetime | None) -> None:
+        """A reprotect (of the item, or of a plan it is in) succeeded: protected, replicating the other way."""
+        item.protection_state = item.protection_state_description = "Protected"
+        item.failover_kind, item.committed = None, False
+        item.replicating_since = at
+        item.allowed_operations = list(IDLE)
+        self._idle(item)
 
     @effects("DisableDr", "PurgeProtection")
     def _on_disable(self, vault: Vault, job: Job, event: str, index: int | None) -> None:

@@ -598,10 +598,15 @@ def delete_recovery_plan(ctx: Ctx) -> Reply:
 _PLAN_ACTIONS: dict[str, Callable[[ArmBackend, Vault, Ctx], Job]] = {
     "testfailover": lambda b, v, c: b.plan_test_failover(v, c.p["plan"], c.body),
     "testfailovercleanup": lambda b, v, c: b.plan_test_failover_cleanup(v, c.p["plan"], c.body),
+    "plannedfailover": lambda b, v, c: b.plan_failover(v, c.p["plan"], c.body, planned=True),
+    "unplannedfailover": lambda b, v, c: b.plan_failover(v, c.p["plan"], c.body, planned=False),
+    "failovercommit": lambda b, v, c: b.plan_commit(v, c.p["plan"]),
+    "reprotect": lambda b, v, c: b.plan_reprotect(v, c.p["plan"], c.body),
 }
 
 
-@route("POST", _RP + r"/(?P<action>testFailover|testFailoverCleanup)")
+@route("POST", _RP + r"/(?P<action>testFailover|testFailoverCleanup|plannedFailover|unplannedFailover|"
+                     r"failoverCommit|reProtect)")
 def recovery_plan_action(ctx: Ctx) -> Reply:
     vault = ctx.vault()
     job = _PLAN_ACTIONS[ctx.p["action"].lower()](ctx.backend, vault, ctx)

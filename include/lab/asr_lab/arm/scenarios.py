@@ -198,4 +198,21 @@ SCENARIOS: dict[str, Scenario] = {
         "TestFailoverCleanup", "Cleanup test failover", "RecoveryPlan", "TestFailoverJobDetails",
         "inferred from the item-level cleanup; the tasks are built from the plan",
     ),
+    # A plan's failover, commit and reprotect: no VMM-to-VMM recording; names from the item-level
+    # jobs, one job for the plan as its test failover is (the tasks are built from the plan).
+    "RecoveryPlanPlannedFailover": _s(
+        "PlannedFailover", "Planned failover", "RecoveryPlan", "FailoverJobDetails",
+        "inferred from the item-level planned failover and the plan test failover",
+    ),
+    "RecoveryPlanUnplannedFailover": _s(
+        "UnplannedFailover", "Failover", "RecoveryPlan", "FailoverJobDetails",
+        "inferred from the item-level unplanned failover and the plan test failover",
+    ),
+    "RecoveryPlanCommit": _s(
+        "CommitFailover", "Commit", "RecoveryPlan", "AsrJobDetails", "inferred from the item-level commit",
+    ),
+    "RecoveryPlanReprotect": _s(
+        "ReverseReplication", "Reverse replication", "RecoveryPlan", "AsrJobDetails",
+        "inferred from the item-level reprotect",
+    ),
 }
