@@ -313,3 +313,19 @@ def test_a_drill_run_of_the_site_in_progress_refuses_the_failover(protected, out
     finally:
         with create_session() as session:
             session.query(DagRun).filter(DagRun.run_id == "scheduled__drill-in-progress").delete()
+
+
+def test_a_reprotect_whose_replication_stalls_fails_the_wait_saying_where_it_stood(protected, airflow_users,
+                                                                                  site_file, output):
+    """The replica link is down (Hyper-V Replica stopped shipping changes) and stays down: the reverse replication
+    never gets healthy, and the wait says so when its limit passes."""
+    site_file({**FAST, "scope.initial_replication_timeout": "5s"})
+    protected.set_replication("LIC-SRV-01", paused=True)
+    with Answers(FAILOVER, APPROVE):
+        run = dag_runner(FAILOVER)(vms=["LIC-SRV-01"], kind="planned", confirm_site="lab")
+    assert run.state == "failed"
+    assert states(run)["wait_reprotect[0]"] == "success" and states(run)["wait_replication[0]"] == "failed"
+    log = output()
+    assert "Timeout: initial replication of VM 'LIC-SRV-01' had not completed" in log
+    vm = items()["LIC-SRV-01"]
+    assert (vm.active_location, vm.protection_state, vm.replication_health) == ("Recovery", "Protected", "Warning")
