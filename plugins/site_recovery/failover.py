@@ -207,6 +207,8 @@ def recovery_guard(direction: FailoverDirection, *steps: RecoveryStep) -> Reques
         if action not in _DIRECTED:
             return True
         given = ((body or {}).get("properties") or {}).get("failoverDirection")
+        if action == "reprotect" and given is None and "/replicationrecoveryplans/" in path.casefold():
+            return True  # a plan's reprotect has no body: ASR reverses each member from where it runs
         return given == (opposite(direction) if action == "reprotect" else direction)
 
     return may_send

@@ -156,3 +156,43 @@ def test_a_plan_test_failover_suspends_on_its_manual_action_until_resumed(lab, r
     cleanup = hook.recovery_plan_test_failover_cleanup(az.resource_group, az.vault_name, "order-portal",
                                                        {"properties": {"comments": "drill done"}})
     assert runbook.job(cleanup).properties.state == AsrJobState.SUCCEEDED
+
+
+def test_a_plans_failover_commit_and_reprotect_through_the_hooks_guarded_client(lab, runbook, site, hook):
+    """The plan-level recovery calls as the failover DAG's steps send them, each through a client that may send
+    only its own step's writes; the plan's job stops at the manual action meant for a real failover too."""
+    from site_recovery.failover import recovery_guard
+    from site_recovery.vocabulary import FailoverDirection, RecoveryStep
+
+    protect(runbook, PLAN_VMS)
+    ensure_plans(site, hook)
+    az, p2r = site.azure, FailoverDirection.PRIMARY_TO_RECOVERY
+
+    def guarded(step: RecoveryStep) -> AzureSiteRecoveryHook:
+        return AzureSiteRecoveryHook(azure_conn_id=site.azure.conn_id, request_guard=recovery_guard(p2r, step))
+
+    body = {"properties": {"failoverDirection": "PrimaryToRecovery",
+                           "providerSpecificDetails": [{"instanceType": "RecoveryPlanProviderSpecificFailoverInput"}]}}
+    job = guarded(RecoveryStep.FAILOVER).recovery_plan_failover(az.resource_group, az.vault_name, "order-portal",
+                                                                planned=True, failover_input=body)
+    summary = summarize_job(hook.get_job(az.resource_group, az.vault_name, job))
+    assert (summary.scenario_name, summary.state) == ("PlannedFailover", AsrJobState.SUSPENDED)
+    waiting = next(t for t in summary.tasks if t.state == AsrJobState.SUSPENDED)
+    assert waiting.label == "ERP database answers"
+    for _ in range(2):  # the check, then "Confirm licence server" (site file: test, planned and unplanned)
+        hook.resume_job(az.resource_group, az.vault_name, job, "confirmed")
+    summary = summarize_job(hook.get_job(az.resource_group, az.vault_name, job))
+    assert summary.state == AsrJobState.SUCCEEDED, summary.tasks
+    assert [t.label for t in summary.tasks if t.details_type == "RecoveryPlanGroupTaskDetails"][:2] == [
+        "Group Shutdown: Shut down virtual machines", "Group Failover: Fail over virtual machines"]
+    plan = hook.get_recovery_plan_or_none(az.resource_group, az.vault_name, "order-portal")
+    assert plan.allowed_operations == ["Commit", "ReverseReplicate"]
+
+    commit = guarded(RecoveryStep.COMMIT).recovery_plan_commit(az.resource_group, az.vault_name, "order-portal")
+    assert runbook.job(commit).properties.state == AsrJobState.SUCCEEDED
+    reprotect = guarded(RecoveryStep.REPROTECT).recovery_plan_reprotect(az.resource_group, az.vault_name,
+                                                                        "order-portal")
+    assert runbook.job(reprotect).properties.state == AsrJobState.SUCCEEDED
+    item = runbook.asr.replication_protected_items.get(runbook.rg, runbook.vault_name,
+                                                       *runbook.item_args("SQL-PRD-01"))
+    assert (item.properties.protection_state, item.properties.active_location) == ("Protected", "Recovery")

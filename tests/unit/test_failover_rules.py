@@ -129,6 +129,9 @@ def _body(direction: str | None) -> dict:
     # reprotect replicates from the site the VMs now run on: the opposite of the failover's direction
     ((RecoveryStep.REPROTECT,), "POST", f"{RPI}/reProtect", _body("RecoveryToPrimary"), True),
     ((RecoveryStep.REPROTECT,), "POST", f"{RPI}/reProtect", _body("PrimaryToRecovery"), False),
+    ((RecoveryStep.REPROTECT,), "POST", f"{RPI}/reProtect", None, False),
+    ((RecoveryStep.REPROTECT,), "POST", f"{PLAN}/reProtect", None, True),  # the SDK's plan reprotect has no body
+    ((RecoveryStep.REPROTECT,), "POST", f"{PLAN}/reProtect", _body("PrimaryToRecovery"), False),
     ((RecoveryStep.REPROTECT,), "DELETE", RPI, None, False),
     ((RecoveryStep.REPROTECT,), "PUT", RPI, _body("RecoveryToPrimary"), False),
     ((RecoveryStep.REPROTECT,), "POST", f"{RPI}/remove", None, False),

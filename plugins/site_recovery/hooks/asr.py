@@ -830,6 +830,26 @@ class AzureSiteRecoveryHook(BaseHook):
         return self._start(ops.begin_test_failover_cleanup, resource_group_name, vault_name, plan_name,
                            cleanup_input)
 
+    def recovery_plan_failover(self, resource_group_name: str, vault_name: str, plan_name: str, *, planned: bool,
+                               failover_input: Any) -> str | None:
+        """Start a recovery plan's planned or unplanned failover (one job, its groups in order); return the job."""
+        ops = self.connection.replication_recovery_plans
+        begin = ops.begin_planned_failover if planned else ops.begin_unplanned_failover
+        return self._start(begin, resource_group_name, vault_name, plan_name, failover_input)
+
+    def recovery_plan_commit(self, resource_group_name: str, vault_name: str, plan_name: str) -> str | None:
+        """Start committing a recovery plan's failover; return the ASR job name."""
+        ops = self.connection.replication_recovery_plans
+        return self._start(ops.begin_failover_commit, resource_group_name, vault_name, plan_name)
+
+    def recovery_plan_reprotect(self, resource_group_name: str, vault_name: str, plan_name: str) -> str | None:
+        """Start a recovery plan's reverse replication; return the ASR job name.
+
+        The SDK's reprotect of a plan takes no body: ASR reverses every member from where it runs.
+        """
+        ops = self.connection.replication_recovery_plans
+        return self._start(ops.begin_reprotect, resource_group_name, vault_name, plan_name)
+
     def resume_job(self, resource_group_name: str, vault_name: str, job_name: str, comments: str) -> str:
         """Resume a job suspended on a recovery plan's manual action, with a comment; return the job name.
 
