@@ -37,11 +37,11 @@ from site_recovery.site import format_duration
 from site_recovery.site_dags import form_param, publish
 from site_recovery.tasks.recovery import (
     COMMIT_GROUP,
-    FAILBACK_FAMILY,
     FAILOVER_FAMILY,
     FAILOVER_GROUP,
     REPROTECT_GROUP,
     assess,
+    family_of,
     recovery_report,
 )
 from site_recovery.vocabulary import FailoverDirection, FailoverKind, RecoveryStep
@@ -75,7 +75,7 @@ def params_for(site, direction: FailoverDirection) -> dict[str, Param]:
 def build(site, direction: FailoverDirection) -> DAG:
     az, timeouts, failover = site.azure, site.timeouts, site.failover
     poll = timeouts.poll_interval.total_seconds()
-    family = FAILOVER_FAMILY if direction == FailoverDirection.PRIMARY_TO_RECOVERY else FAILBACK_FAMILY
+    family = family_of(direction)
     waits = {"azure_conn_id": az.conn_id, "resource_group_name": az.resource_group, "vault_name": az.vault_name,
              "poke_interval": poll, "map_index_template": VM_LABEL, "weight_rule": "upstream"}
     kind = "{{ params.kind }}" if direction == FailoverDirection.PRIMARY_TO_RECOVERY else str(FailoverKind.PLANNED)
@@ -136,6 +136,5 @@ def build(site, direction: FailoverDirection) -> DAG:
 
 
 for _direction in FailoverDirection:
-    publish(globals(), FAILOVER_FAMILY if _direction == FailoverDirection.PRIMARY_TO_RECOVERY else FAILBACK_FAMILY,
-            lambda site, direction=_direction: build(site, direction), what="recovery", tags=TAGS,
-            default_args=DEFAULT_ARGS)
+    publish(globals(), family_of(_direction), lambda site, direction=_direction: build(site, direction),
+            what="recovery", tags=TAGS, default_args=DEFAULT_ARGS)

@@ -26,14 +26,18 @@ from typing import Any
 from site_recovery.records import (
     DASH,
     ProtectedItemSummary,
+    RecoveryApproval,
     RecoveryAssessment,
     RecoveryVm,
+    RecoveryVmResult,
+    TestVmCheck,
     VmTarget,
     format_seconds,
 )
 from site_recovery.vocabulary import (
     DRILL_SCENARIOS,
     AllowedOperation,
+    ApprovalOption,
     FailoverDirection,
     FailoverKind,
     RecoveryStage,
@@ -61,6 +65,11 @@ _LOCATIONS = {FailoverDirection.PRIMARY_TO_RECOVERY: ("Primary", "Recovery"),
               FailoverDirection.RECOVERY_TO_PRIMARY: ("Recovery", "Primary")}
 _FAILOVER_OPERATION = {FailoverKind.PLANNED: AllowedOperation.PLANNED_FAILOVER,
                        FailoverKind.UNPLANNED: AllowedOperation.UNPLANNED_FAILOVER}
+#: Where a VM stands when a step may start on it, and while that step's job runs (a rerun adopts the job).
+STARTS_AT = {RecoveryStep.FAILOVER: RecoveryStage.READY, RecoveryStep.COMMIT: RecoveryStage.FAILED_OVER,
+             RecoveryStep.CANCEL: RecoveryStage.FAILED_OVER, RecoveryStep.REPROTECT: RecoveryStage.COMMITTED}
+RUNS_AS = {RecoveryStep.FAILOVER: RecoveryStage.FAILING_OVER, RecoveryStep.COMMIT: RecoveryStage.COMMITTING,
+           RecoveryStep.CANCEL: RecoveryStage.CANCELLING, RecoveryStep.REPROTECT: RecoveryStage.REPROTECTING}
 _RUNNING = {Scenario.PLANNED_FAILOVER: RecoveryStage.FAILING_OVER,
             Scenario.UNPLANNED_FAILOVER: RecoveryStage.FAILING_OVER, Scenario.COMMIT_FAILOVER: RecoveryStage.COMMITTING,
             Scenario.CANCEL_FAILOVER: RecoveryStage.CANCELLING, Scenario.REPROTECT: RecoveryStage.REPROTECTING}
@@ -124,6 +133,12 @@ def vm_problems(item: ProtectedItemSummary, stage: RecoveryStage, kind: Failover
         allowed = ", ".join(str(op) for op in item.allowed_operations) or "none"
         return [f"ASR does not allow a {kind} failover now ({state}; allowed: {allowed})"]
     return []
+
+
+def last_sync_runs(kind: FailoverKind, source_answered: bool) -> bool:
+    """Whether the failover shuts the VMs down on the site they leave and syncs them first (no data lost): always
+    for a planned one; for an unplanned one when that site's VMM answered (``sourceSiteOperations`` Required)."""
+    return kind == FailoverKind.PLANNED or source_answered
 
 
 def data_loss_seconds(item: ProtectedItemSummary, kind: FailoverKind, now: datetime) -> float | None:
@@ -239,12 +254,43 @@ def assessment_markdown(assessment: RecoveryAssessment) -> str:
     return "\n".join(lines)
 
 
+def verification_markdown(stages: Mapping[str, RecoveryStage], checks: Iterable[TestVmCheck]) -> str:
+    """Each VM's stage and what its verification saw last, as a Markdown table (the commit and reprotect approvals)."""
+    seen = {check.vm_name.casefold(): check for check in checks if check.vm_name}
+    lines = ["| VM | Stands at | Verified |", "|---|---|---|"]
+    for vm, stage in stages.items():
+        check = seen.get(vm.casefold())
+        verified = ("verified: " if check.ok else "NOT verified: ") + check.detail if check else "not verified"
+        lines.append(f"| {_cell(vm)} | {stage} | {_cell(verified)} |")
+    return "\n".join(lines)
+
+
+def run_outcome(assessment: RecoveryAssessment | None, approvals: Mapping[RecoveryStep, RecoveryApproval],
+                vms: Iterable[RecoveryVmResult]) -> tuple[bool, str]:
+    """``(completed, outcome)`` of a recovery run: whether it did all it was asked, and where it stopped and why."""
+    vms = list(vms)
+    if assessment is None:
+        return False, "stopped before the assessment"
+    if assessment.all_problems():
+        return False, f"refused at the assessment: {len(assessment.all_problems())} problem(s), nothing changed"
+    refused = next((approval for approval in approvals.values() if approval.refused), None)
+    if refused is not None:
+        return False, f"stopped at the {refused.step} approval ({refused.detail}); nothing further changed"
+    commit = approvals.get(RecoveryStep.COMMIT)
+    if commit is not None and commit.decision == ApprovalOption.CANCEL and all(
+            vm.stage == RecoveryStage.READY for vm in vms):
+        return True, f"failover cancelled by {commit.by}: every VM is back where it was"
+    if vms and all(vm.stage == RecoveryStage.REPROTECTED for vm in vms):
+        return True, "every VM failed over, verified, committed and protected again"
+    return False, "stopped: " + ", ".join(f"{vm.vm} {vm.stage}" for vm in vms)
+
+
 def _what_the_answer_means(assessment: RecoveryAssessment) -> str:
     """What the answer (or silence) of the VMM server the recovery leaves means for this failover."""
     if assessment.kind == FailoverKind.PLANNED:
         return ("Planned: the VMs shut down on the site they leave and a last sync runs before they start on the "
                 "other site, so no data is lost.")
-    if assessment.source_vmm.answered:
+    if last_sync_runs(assessment.kind, assessment.source_vmm.answered):
         return ("Unplanned, yet the site the VMs leave answers: ASR will still shut them down and sync them first "
                 "(no data lost). If that site is healthy, a planned failover does the same with ASR's own checks.")
     return ("Unplanned, and the site the VMs leave does not answer: ASR is told not to touch it; each VM starts from "

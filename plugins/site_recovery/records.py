@@ -25,6 +25,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from site_recovery.vocabulary import (
     AllowedOperation,
+    ApprovalOption,
     AsrJobAction,
     AsrJobState,
     AsrJobStateDescription,
@@ -740,20 +741,21 @@ class RecoveryAssessment(Record):
     def all_problems(self) -> list[str]:
         return [*self.problems, *(f"VM {vm.vm}: {problem}" for vm in self.vms for problem in vm.problems)]
 
-    def at(self, *stages: RecoveryStage) -> list[VmTarget]:
-        """The VMs (as mapped tasks' targets) standing at one of ``stages``."""
-        return [vm.target for vm in self.vms if vm.stage in stages]
-
 
 class RecoveryApproval(Record):
     """One approval of a failover or failback: who decided what, when (``needed`` False: nothing to approve)."""
 
     step: RecoveryStep
     needed: bool = True
-    decision: str | None = None
+    decision: ApprovalOption | None = None
     by: str | None = None
     at: UtcTime | None = None
     detail: str = ""
+
+    @property
+    def refused(self) -> bool:
+        """The step was asked for and not approved: rejected, or nobody answered in time."""
+        return self.needed and self.decision in (None, ApprovalOption.REJECT)
 
 
 class RecoveryVmResult(Record):

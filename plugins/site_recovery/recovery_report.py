@@ -19,7 +19,7 @@ from pathlib import Path
 from site_recovery.drill_report import report_environment, safe_name, write_atomically
 from site_recovery.failover import sides
 from site_recovery.records import JobSummary, RecoveryReport, RecoveryVmResult, format_seconds
-from site_recovery.vocabulary import AsrJobState, FailoverDirection, RecoveryStage
+from site_recovery.vocabulary import AsrJobState, FailoverDirection, FailoverKind, RecoveryStage
 
 log = logging.getLogger(__name__)
 #: The sub-folder of a site's reports folder that holds its recovery reports.
@@ -88,7 +88,7 @@ def _page(report: RecoveryReport) -> RecoveryPage:
          "good" if vms and len(verified) == len(vms) else "bad"),
         ("Longest RTO", format_seconds(max(rtos)) if rtos else "\u2014", "approval to verified", ""),
         ("Most data lost", format_seconds(max(losses)) if losses else "\u2014",
-         "none: a last sync ran" if report.kind == "planned" else "newest recovery point's age",
+         "none: a last sync ran" if report.kind == FailoverKind.PLANNED else "newest recovery point's age",
          "good" if losses and max(losses) == 0 else ("warn" if losses else "")),
         ("Protected again", f"{len(back)}/{len(vms)}", f"replicating {goes_to} to {leaves}",
          "good" if vms and len(back) == len(vms) else "warn"),

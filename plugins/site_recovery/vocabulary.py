@@ -324,6 +324,17 @@ class RecoveryStep(StrEnum):
     REPROTECT = "reprotect"
 
 
+class ApprovalOption(StrEnum):
+    """The answers a recovery's approval offers (the options of its required action)."""
+
+    FAIL_OVER = "Fail over"
+    COMMIT = "Commit"
+    CANCEL = "Cancel failover"
+    REPROTECT = "Reprotect"
+    #: refuses the step; every other option is a decision to go on
+    REJECT = "Reject"
+
+
 class RecoveryStage(StrEnum):
     """Where a protected VM stands in a recovery in one direction, as ASR shows it; a rerun resumes from here."""
 
@@ -345,11 +356,6 @@ class RecoveryStage(StrEnum):
     @property
     def before_failover(self) -> bool:
         return self in (RecoveryStage.READY, RecoveryStage.FAILING_OVER)
-
-    @property
-    def before_commit(self) -> bool:
-        return self in (RecoveryStage.READY, RecoveryStage.FAILING_OVER, RecoveryStage.FAILED_OVER,
-                        RecoveryStage.COMMITTING)
 
 
 class ProviderConnectionState(StrEnum):

@@ -11,12 +11,23 @@ from site_recovery.failover import (
     assess_vm,
     assessment_markdown,
     data_loss_seconds,
+    last_sync_runs,
     recovery_guard,
+    run_outcome,
     run_problems,
     stage_of,
+    verification_markdown,
     vm_problems,
 )
-from site_recovery.records import ProtectedItemSummary, RecoveryAssessment, VmmAnswer, VmTarget
+from site_recovery.records import (
+    ProtectedItemSummary,
+    RecoveryApproval,
+    RecoveryAssessment,
+    RecoveryVmResult,
+    TestVmCheck,
+    VmmAnswer,
+    VmTarget,
+)
 from site_recovery.vocabulary import FailoverDirection, FailoverKind, RecoveryStage, RecoveryStep
 
 P2R, R2P = FailoverDirection.PRIMARY_TO_RECOVERY, FailoverDirection.RECOVERY_TO_PRIMARY
@@ -169,3 +180,55 @@ def test_the_approver_reads_every_vm_and_both_vmm_servers():
     assert "| LIC-SRV-01 | ready to fail over | Protected | Normal | 2026-12-04T11:56:00+00:00 | 4m |" in text
     assert "| A\\|B | blocked |" in text  # a name cannot break the table
     assert assessment.all_problems()[0].startswith("VM A|B: a drill's test failover is active on it")
+
+
+def test_the_last_sync_runs_unless_an_unplanned_failover_leaves_a_silent_site():
+    assert last_sync_runs(FailoverKind.PLANNED, source_answered=False)
+    assert last_sync_runs(FailoverKind.UNPLANNED, source_answered=True)
+    assert not last_sync_runs(FailoverKind.UNPLANNED, source_answered=False)
+
+
+def test_the_verification_table_escapes_names_and_says_what_was_seen():
+    checks = [TestVmCheck(vm_name="LIC-SRV-01", ok=True, detail="Running, heartbeat OK"),
+              TestVmCheck(vm_name="A|B", ok=False, detail="no heartbeat")]
+    table = verification_markdown({"LIC-SRV-01": RecoveryStage.FAILED_OVER, "A|B": RecoveryStage.FAILED_OVER,
+                                   "FS-PRD-01": RecoveryStage.COMMITTED}, checks)
+    assert table.splitlines()[2:] == [
+        "| LIC-SRV-01 | failed over, commit pending | verified: Running, heartbeat OK |",
+        "| A\\|B | failed over, commit pending | NOT verified: no heartbeat |",
+        "| FS-PRD-01 | committed | not verified |"]
+
+
+def _result(vm: str, stage: RecoveryStage) -> RecoveryVmResult:
+    return RecoveryVmResult(vm=vm, stage=stage)
+
+
+def _assessment(**changes) -> RecoveryAssessment:
+    answer = VmmAnswer(server="vmm", answered=True, detail="")
+    return RecoveryAssessment(site="lab", direction=P2R, kind=FailoverKind.PLANNED, assessed_at=NOW,
+                              source_vmm=answer, target_vmm=answer, vms=[], **changes)
+
+
+@pytest.mark.parametrize("approvals, stages, expected", [
+    ({}, [RecoveryStage.REPROTECTED] * 2, (True, "every VM failed over, verified, committed and protected again")),
+    ({RecoveryStep.FAILOVER: RecoveryApproval(step=RecoveryStep.FAILOVER, decision="Reject", detail="rejected")},
+     [RecoveryStage.READY], (False, "stopped at the failover approval (rejected); nothing further changed")),
+    ({RecoveryStep.COMMIT: RecoveryApproval(step=RecoveryStep.COMMIT, decision=None, detail="no answer: 4h")},
+     [RecoveryStage.FAILED_OVER], (False, "stopped at the commit approval (no answer: 4h); nothing further changed")),
+    # an approval with nothing to approve did not stop anything
+    ({RecoveryStep.FAILOVER: RecoveryApproval(step=RecoveryStep.FAILOVER, needed=False)},
+     [RecoveryStage.REPROTECTED], (True, "every VM failed over, verified, committed and protected again")),
+    ({RecoveryStep.COMMIT: RecoveryApproval(step=RecoveryStep.COMMIT, decision="Cancel failover", by="admin")},
+     [RecoveryStage.READY], (True, "failover cancelled by admin: every VM is back where it was")),
+    ({}, [RecoveryStage.REPROTECTED, RecoveryStage.FAILED_OVER],
+     (False, "stopped: a reprotected, b failed over, commit pending")),
+])
+def test_a_runs_outcome_says_where_it_stopped(approvals, stages, expected):
+    vms = [_result(name, stage) for name, stage in zip("ab", stages)]
+    assert run_outcome(_assessment(), approvals, vms) == expected
+
+
+def test_a_refused_or_missing_assessment_is_the_outcome():
+    assert run_outcome(None, {}, []) == (False, "stopped before the assessment")
+    assert run_outcome(_assessment(problems=["x", "y"]), {}, []) == (
+        False, "refused at the assessment: 2 problem(s), nothing changed")

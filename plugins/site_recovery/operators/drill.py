@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.standard.operators.hitl import HITLOperator
 from airflow.sdk import BaseOperator
 from site_recovery.exceptions import DrillFailed
-from site_recovery.operators.vm import VmOperator
+from site_recovery.operators.vm import VmOperator, answered_by
 from site_recovery.tasks.common import sort_errors
 
 if TYPE_CHECKING:
@@ -174,8 +174,7 @@ class ManualActionOperator(HITLOperator):
                                                     comment=f"no answer: {exc}"))
             raise DrillFailed(f"Recovery plan {self.plan}: nobody confirmed the manual action {self.action!r} in "
                               f"time ({exc}); the drill fails and its cleanup removes the test VMs.") from None
-        user = answer["responded_by_user"] or {}
-        who = user.get("name") or user.get("id") or "unknown user"
+        who = answered_by(answer)
         if answer["chosen_options"][0] != self.CONFIRM:
             self._push(context, ManualActionOutcome(plan=self.plan, action=self.action, confirmed=False, by=who,
                                                     at=answer["responded_at"], comment="rejected"))

@@ -12,25 +12,20 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.providers.standard.operators.hitl import HITLOperator
 from site_recovery.exceptions import ApprovalRefused
-from site_recovery.operators.vm import VmOperator
+from site_recovery.operators.vm import VmOperator, answered_by
 from site_recovery.tasks.common import sort_errors
-from site_recovery.vocabulary import AllowedOperation, FailoverDirection, RecoveryStage, RecoveryStep
+from site_recovery.vocabulary import AllowedOperation, ApprovalOption, FailoverDirection, FailoverKind, RecoveryStep
 
 if TYPE_CHECKING:
     from datetime import timedelta
 
     from airflow.sdk import Context
     from site_recovery.records import ProtectedItemSummary, RecoveryApproval, TestVmCheck
+    from site_recovery.vocabulary import RecoveryStage
 
-#: The answer that refuses a step; every other option of an approval is a decision to go on.
-REJECT = "Reject"
-COMMIT, CANCEL = "Commit", "Cancel failover"
-_OPTIONS = {RecoveryStep.FAILOVER: ["Fail over", REJECT], RecoveryStep.COMMIT: [COMMIT, CANCEL, REJECT],
-            RecoveryStep.REPROTECT: ["Reprotect", REJECT]}
-#: The VMs an approval is about: those standing where its step starts.
-_WAITING_FOR = {RecoveryStep.FAILOVER: {RecoveryStage.READY},
-                RecoveryStep.COMMIT: {RecoveryStage.FAILED_OVER},
-                RecoveryStep.REPROTECT: {RecoveryStage.COMMITTED}}
+_OPTIONS = {RecoveryStep.FAILOVER: [ApprovalOption.FAIL_OVER, ApprovalOption.REJECT],
+            RecoveryStep.COMMIT: [ApprovalOption.COMMIT, ApprovalOption.CANCEL, ApprovalOption.REJECT],
+            RecoveryStep.REPROTECT: [ApprovalOption.REPROTECT, ApprovalOption.REJECT]}
 _WHAT = {RecoveryStep.FAILOVER: "fail over", RecoveryStep.COMMIT: "commit (or cancel) the failover of",
          RecoveryStep.REPROTECT: "reprotect (reverse replication of)"}
 
@@ -71,13 +66,13 @@ class RecoveryApprovalOperator(HITLOperator):
                  response_timeout: timedelta, **kwargs: Any) -> None:
         step = RecoveryStep(step)
         super().__init__(task_id=approval_task_id(step), subject=f"Site {site_name}: approve to {_WHAT[step]} the VMs",
-                         options=_OPTIONS[step], body="(written when the task runs)",
+                         options=[option.value for option in _OPTIONS[step]], body="(written when the task runs)",
                          assigned_users=[{"id": user, "name": user} for user in approvers] or None,
                          response_timeout=response_timeout, **kwargs)
         self.site_name, self.direction, self.step = site_name, FailoverDirection(direction), step
 
     def execute(self, context: Context) -> Any:
-        from site_recovery.failover import stage_of
+        from site_recovery.failover import STARTS_AT, stage_of
         from site_recovery.site import load_site_named
         from site_recovery.tasks.recovery import pulled_assessment, recovery_hook
 
@@ -87,10 +82,10 @@ class RecoveryApprovalOperator(HITLOperator):
         hook = recovery_hook(site, self.direction)
         items = {t.vm: _item(hook, site, t) for t in targets}
         stages = {vm: stage_of(item, self.direction) for vm, item in items.items()}
-        waiting = [vm for vm, stage in stages.items() if stage in _WAITING_FOR[self.step]]
+        waiting = [vm for vm, stage in stages.items() if stage == STARTS_AT[self.step]]
         if self.step == RecoveryStep.COMMIT and not all(items[vm].allows(AllowedOperation.CANCEL_FAILOVER)
                                                         for vm in waiting):
-            self.options = [option for option in self.options if option != CANCEL]  # ASR offers no cancel
+            self.options = [option for option in self.options if option != ApprovalOption.CANCEL]  # ASR offers none
         if not waiting:
             detail = "no VM stands where this step starts (" + ", ".join(f"{vm}: {stage}" for vm, stage in
                                                                          stages.items()) + ")"
@@ -101,20 +96,15 @@ class RecoveryApprovalOperator(HITLOperator):
         return super().execute(context)
 
     def _body(self, context: Context, assessment: Any, stages: dict[str, RecoveryStage], waiting: list[str]) -> str:
-        from site_recovery.failover import assessment_markdown
+        from site_recovery.failover import assessment_markdown, verification_markdown
 
         if self.step == RecoveryStep.FAILOVER:
             return (assessment_markdown(assessment) + "\n\n**Fail over** starts the failover of "
                     f"{', '.join(waiting)}: production moves to the other site. **Reject** changes nothing.")
-        checks = {check.vm_name.casefold(): check for check in _verify_checks(context) if check.vm_name}
-        lines = ["| VM | Stands at | Verified |", "|---|---|---|"]
-        for vm, stage in stages.items():
-            check = checks.get(vm.casefold())
-            seen = ("verified: " if check.ok else "NOT verified: ") + check.detail if check else "not verified"
-            lines.append(f"| {vm} | {stage} | {seen} |")
+        table = verification_markdown(stages, _verify_checks(context))
         if self.step == RecoveryStep.COMMIT:
             cancel = ("**Cancel failover** brings the VMs back to the site they left (their changes since are lost). "
-                      if CANCEL in self.options else
+                      if ApprovalOption.CANCEL in self.options else
                       "ASR offers no cancel for these VMs (a VMM-to-VMM failover is not cancelled: to go back, commit, "
                       "reprotect and fail back). ")
             ask = ("**Commit** makes the failover final: the recovery points kept on the other site are discarded. "
@@ -123,7 +113,7 @@ class RecoveryApprovalOperator(HITLOperator):
             ask = ("**Reprotect** starts reverse replication, from the site the VMs now run on back to the one they "
                    "left; approve it once that site is back. **Reject** leaves the VMs unprotected for now; a rerun "
                    "of this DAG resumes here.")
-        return "\n".join(lines) + "\n\n" + ask
+        return table + "\n\n" + ask
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:
         from airflow.providers.standard.exceptions import HITLTriggerEventError
@@ -134,10 +124,8 @@ class RecoveryApprovalOperator(HITLOperator):
             self._push(context, decision=None, detail=f"no answer: {exc}")
             raise ApprovalRefused(f"Nobody approved the {self.step} in time ({exc}); nothing further was changed. "
                                   "Rerun the DAG to resume where ASR stands.") from None
-        user = answer["responded_by_user"] or {}
-        who = user.get("name") or user.get("id") or "unknown user"
-        decision = answer["chosen_options"][0]
-        if decision == REJECT:
+        who, decision = answered_by(answer), ApprovalOption(answer["chosen_options"][0])
+        if decision == ApprovalOption.REJECT:
             self._push(context, decision=decision, by=who, at=answer["responded_at"], detail="rejected")
             raise ApprovalRefused(f"{who} rejected the {self.step}; nothing further was changed. Rerun the DAG to "
                                   "resume where ASR stands.")
@@ -179,40 +167,39 @@ class RecoveryStepOperator(VmOperator):
     ui_color = "#0078d4"
     ui_fgcolor = "#ffffff"
 
-    def __init__(self, *, direction: FailoverDirection, step: RecoveryStep, kind: str = "planned",
+    def __init__(self, *, direction: FailoverDirection, step: RecoveryStep, kind: str = FailoverKind.PLANNED,
                  **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.direction, self.step, self.kind = FailoverDirection(direction), RecoveryStep(step), kind
 
     @sort_errors
     def execute(self, context: Context) -> str | None:
-        from site_recovery.failover import opposite, stage_of
+        from site_recovery.failover import RUNS_AS, STARTS_AT, last_sync_runs, opposite, stage_of
         from site_recovery.site import load_site_named
-        from site_recovery.tasks.recovery import recovery_hook
+        from site_recovery.tasks.recovery import pulled_assessment, recovery_hook
 
         site, t = load_site_named(self.site_name), self.vm_target
         step = self._decided_step(context)
         hook, az = recovery_hook(site, self.direction, step), site.azure
         item = _item(hook, site, t)
         stage = stage_of(item, self.direction)
-        adopt = {RecoveryStep.FAILOVER: RecoveryStage.FAILING_OVER, RecoveryStep.COMMIT: RecoveryStage.COMMITTING,
-                 RecoveryStep.CANCEL: RecoveryStage.CANCELLING, RecoveryStep.REPROTECT: RecoveryStage.REPROTECTING}
-        start = {RecoveryStep.FAILOVER: RecoveryStage.READY, RecoveryStep.COMMIT: RecoveryStage.FAILED_OVER,
-                 RecoveryStep.CANCEL: RecoveryStage.FAILED_OVER, RecoveryStep.REPROTECT: RecoveryStage.COMMITTED}
-        if stage == adopt[step] and item.scenario_job:
+        if stage == RUNS_AS[step] and item.scenario_job:
             self.log.info("VM %r: its %s is already running (job %s); waiting on it.", t.vm, step, item.scenario_job)
             return item.scenario_job
-        if stage != start[step]:
+        if stage != STARTS_AT[step]:
             self.log.info("VM %r stands at %r (%s): no %s to start.", t.vm, str(stage),
                           item.protection_state_description, step)
             return None
         args = (az.resource_group, az.vault_name, t.fabric, t.container, t.item_name)
         if step == RecoveryStep.FAILOVER:
-            planned = self.kind == "planned"
+            kind = FailoverKind(self.kind)
+            planned = kind == FailoverKind.PLANNED
             props: dict[str, Any] = {"failoverDirection": str(self.direction),
                                      "providerSpecificDetails": {"instanceType": "ProviderSpecificFailoverInput"}}
             if not planned:
-                props["sourceSiteOperations"] = "Required" if self._source_answered(context) else "NotRequired"
+                assessment = pulled_assessment(context["ti"])
+                answered = bool(assessment and assessment.source_vmm.answered)
+                props["sourceSiteOperations"] = "Required" if last_sync_runs(kind, answered) else "NotRequired"
             self.log.info("%s failover of VM %r (%s).", "Planned" if planned else "Unplanned", t.vm, self.direction)
             return hook.failover(*args, planned=planned, failover_input={"properties": props})
         if step == RecoveryStep.COMMIT:
@@ -235,12 +222,5 @@ class RecoveryStepOperator(VmOperator):
 
         pushed = context["ti"].xcom_pull(task_ids=approval_task_id(RecoveryStep.COMMIT), key="approval")
         approval = RecoveryApproval.model_validate(pushed) if pushed else None
-        return RecoveryStep.CANCEL if approval is not None and approval.decision == CANCEL else RecoveryStep.COMMIT
-
-    @staticmethod
-    def _source_answered(context: Context) -> bool:
-        """Whether the site the failover leaves answered the assessment (its VMs are then shut down first)."""
-        from site_recovery.tasks.recovery import pulled_assessment
-
-        assessment = pulled_assessment(context["ti"])
-        return bool(assessment and assessment.source_vmm.answered)
+        cancelled = approval is not None and approval.decision == ApprovalOption.CANCEL
+        return RecoveryStep.CANCEL if cancelled else RecoveryStep.COMMIT

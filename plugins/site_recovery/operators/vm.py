@@ -1,4 +1,4 @@
-"""The base of every operator that works on one VM of a site, mapped over a plan's targets."""
+"""The base of every operator that works on one VM of a site, and who answered a required action."""
 
 from __future__ import annotations
 
@@ -30,3 +30,9 @@ class VmOperator(BaseOperator):
         from site_recovery.records import VmTarget
 
         return self.target if isinstance(self.target, VmTarget) else VmTarget.model_validate(self.target)
+
+
+def answered_by(answer: dict[str, Any]) -> str:
+    """Who answered a required action (an HITL operator's ``execute_complete`` answer), as reports name them."""
+    user = answer.get("responded_by_user") or {}
+    return user.get("name") or user.get("id") or "unknown user"

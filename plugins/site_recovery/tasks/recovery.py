@@ -141,9 +141,9 @@ def recovery_report(site_name: str, direction: str) -> dict[str, str]:
     and where each VM stands in ASR now, with a read-only client. Returns the report's paths.
     """
     from site_recovery.drill import utc_now
-    from site_recovery.failover import sides, stage_of
+    from site_recovery.failover import last_sync_runs, run_outcome, sides, stage_of
     from site_recovery.hooks.asr import summarize_protected_item
-    from site_recovery.operators.recovery import CANCEL, approval_task_id
+    from site_recovery.operators.recovery import approval_task_id
     from site_recovery.records import (
         JobSummary,
         RecoveryApproval,
@@ -182,7 +182,7 @@ def recovery_report(site_name: str, direction: str) -> dict[str, str]:
     checks = [None if value is None else TestVmCheck.model_validate(value)
               for value in mapped_xcoms(ti, VERIFY_TASK, count, key="verify")]
     hook, az = recovery_hook(site, direction), site.azure
-    synced = kind == FailoverKind.PLANNED or bool(assessment and assessment.source_vmm.answered)
+    synced = last_sync_runs(kind, bool(assessment and assessment.source_vmm.answered))
     results = []
     for i, assessed in enumerate(vms_assessed):
         t = assessed.target
@@ -205,29 +205,10 @@ def recovery_report(site_name: str, direction: str) -> dict[str, str]:
             replication_direction=replicating or "not replicating", recovery_point_time=point, data_loss_seconds=lost,
             rto_seconds=seconds_between(approved_at, check.verified_at) if check and check.ok else None,
             verify=check, jobs=[job for job in (failover, commits[i], reprotects[i]) if job is not None]))
+    completed, outcome = run_outcome(assessment, by_step, results)
     report = RecoveryReport(
         site=site.name, dag_id=context["dag"].dag_id, run_id=context["run_id"], direction=direction, kind=kind,
         started_at=context["dag_run"].start_date, ended_at=utc_now(), assessment=assessment, approvals=approvals,
-        vms=results, **_outcome(assessment, by_step, results, cancel=CANCEL))
+        vms=results, completed=completed, outcome=outcome)
     return write_recovery_report(reports_folder(), report)
 
-
-def _outcome(assessment: RecoveryAssessment | None, approvals: dict, vms: list, *, cancel: str) -> dict[str, Any]:
-    """Whether the run did all it was asked, and in one line where it stopped and why."""
-    from site_recovery.vocabulary import RecoveryStage, RecoveryStep
-
-    if assessment is None:
-        return {"completed": False, "outcome": "stopped before the assessment"}
-    if assessment.all_problems():
-        return {"completed": False, "outcome": f"refused at the assessment: {len(assessment.all_problems())} "
-                                               "problem(s), nothing changed"}
-    refused = next((a for a in approvals.values() if a.needed and a.decision in (None, "Reject")), None)
-    if refused is not None:
-        return {"completed": False, "outcome": f"stopped at the {refused.step} approval ({refused.detail}); nothing "
-                                               "further changed"}
-    commit = approvals.get(RecoveryStep.COMMIT)
-    if commit is not None and commit.decision == cancel and all(vm.stage == RecoveryStage.READY for vm in vms):
-        return {"completed": True, "outcome": f"failover cancelled by {commit.by}: every VM is back where it was"}
-    if vms and all(vm.stage == RecoveryStage.REPROTECTED for vm in vms):
-        return {"completed": True, "outcome": "every VM failed over, verified, committed and protected again"}
-    return {"completed": False, "outcome": "stopped: " + ", ".join(f"{vm.vm} {vm.stage}" for vm in vms)}
