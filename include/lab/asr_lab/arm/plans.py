@@ -675,7 +675,7 @@ class RecoveryPlanOperations(ProtectionOperations):
             self._plan_begins(vault, job, plan, members, "Failover in progress")
         elif event == "task_done" and task is not None and task.details.get("groupId") == "Shutdown":
             for item in members:
-                self._shut_down_source(item, to_recovery)
+                self._power(item, replica=not to_recovery, state="Off")
         elif event == "task_done" and task is not None and task.details.get("groupId") == "Failover":
             for item in members:
                 self._stop_replication(vault, item, task.end_time or self.now())
@@ -683,7 +683,7 @@ class RecoveryPlanOperations(ProtectionOperations):
             started = self._group_vms(job, index)
             for item in members:
                 if self._item_key(item) in started:
-                    self._start_target(item, to_recovery)
+                    self._power(item, replica=to_recovery, state="Running")
         elif event == "succeeded":
             for item in members:
                 self._failed_over(item, job.params["planned"], to_recovery, job.end_time)

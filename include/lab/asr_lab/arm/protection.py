@@ -634,29 +634,20 @@ class ProtectionOperations(PairingOperations):
             state = "PlannedFailoverInitiated" if planned else "UnplannedFailoverInitiated"
             self._begin(item, job, state, "Failover in progress")
         elif event == "task_done" and index == 1:
-            self._shut_down_source(item, to_recovery)
+            self._power(item, replica=not to_recovery, state="Off")  # the copy on the site it leaves
         elif event == "task_done" and index == 3:
             self._stop_replication(vault, item, job.tasks[3].end_time or self.now())
         elif event == "task_done" and index == 4:
-            self._start_target(item, to_recovery)
+            self._power(item, replica=to_recovery, state="Running")  # the copy on the site it goes to
         elif event == "succeeded":
             self._failed_over(item, planned, to_recovery, job.end_time)
         elif event in ("failed", "cancelled"):
             self._restore(item, job)
 
     @staticmethod
-    def _shut_down_source(item: ProtectedItem, to_recovery: bool) -> None:
-        if to_recovery:
-            item.primary_vm_state = "Off"
-        else:
-            item.replica_vm_state = "Off"
-
-    @staticmethod
-    def _start_target(item: ProtectedItem, to_recovery: bool) -> None:
-        if to_recovery:
-            item.replica_vm_state = "Running"
-        else:
-            item.primary_vm_state = "Running"
+    def _power(item: ProtectedItem, *, replica: bool, state: str) -> None:
+        """Set the power state of the VM's copy on one site: the replica (recovery site) or the primary."""
+        setattr(item, "replica_vm_state" if replica else "primary_vm_state", state)
 
     def _failed_over(self, item: ProtectedItem, planned: bool, to_recovery: bool, at: datetime | None) -> None:
         """A failover (of the item, or of a plan it is in) succeeded: its commit is pending."""
