@@ -75,7 +75,7 @@ def test_a_planned_failover_then_a_failback_end_protected_in_the_original_direct
     asked = answers.waited["approve_failover"]
     assert [u["id"] for u in asked["assigned_users"]] == ["admin"]
     assert "LIC-SRV-01" in asked["body"] and "ready to fail over" in asked["body"]
-    assert "verified" in answers.waited["approve_commit"]["body"]
+    assert "| LIC-SRV-01 | failed over, commit pending | verified: " in answers.waited["approve_commit"]["body"]
     sent = writes(protected, since)
     assert sorted(action for action, _ in sent) == sorted(["plannedFailover", "failoverCommit", "reProtect"] * 2)
     assert len(set(sent)) == len(sent)  # no write sent twice for one VM
