@@ -28,13 +28,25 @@ from datetime import timedelta
 
 from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.providers.standard.operators.python import PythonOperator
-from airflow.sdk import DAG, Param, task_group
+from airflow.sdk import DAG, Param, TaskGroup, task_group
 
-from site_recovery.operators.recovery import RecoveryApprovalOperator, RecoveryStepOperator
+from site_recovery.operators.recovery import (
+    RecoveryApprovalOperator,
+    RecoveryManualActionOperator,
+    RecoveryPlanStepOperator,
+    RecoveryStepOperator,
+)
+from site_recovery.sensors.asr import OptionalAsrJobSensor
 from site_recovery.sensors.protection import InitialReplicationSensor, VmJobSensor
-from site_recovery.sensors.recovery import RecoveredVmVerifiedSensor
+from site_recovery.sensors.recovery import (
+    RecoveredVmVerifiedSensor,
+    RecoveryPlanCheckSensor,
+    RecoveryPlanGroupSensor,
+    RecoveryPlanPauseSensor,
+)
 from site_recovery.site import format_duration
-from site_recovery.site_dags import form_param, publish
+from site_recovery.failover import site_file_direction
+from site_recovery.site_dags import form_param, group_task_ids, pause_task_id, publish, slug
 from site_recovery.tasks.recovery import (
     COMMIT_GROUP,
     FAILOVER_FAMILY,
@@ -42,6 +54,7 @@ from site_recovery.tasks.recovery import (
     REPROTECT_GROUP,
     assess,
     family_of,
+    recovery_plan_group,
     recovery_report,
 )
 from site_recovery.vocabulary import FailoverDirection, FailoverKind, RecoveryStep
@@ -63,6 +76,13 @@ def params_for(site, direction: FailoverDirection) -> dict[str, Param]:
                                    description=f"Type {site.name} to confirm this is the site to "
                                                f"{'fail over' if failover else 'fail back'}."),
     }
+    if site.recovery_plans:
+        params["plans"] = form_param(
+            [], type="array", title="Recovery plans", items={"type": "string"},
+            examples=[plan.name for plan in site.recovery_plans],
+            description="Recovery plans to " + ("fail over" if failover else "fail back") + ": each as one ASR job, "
+                        "its groups in boot order, its manual actions as required actions. Name a VM either here "
+                        "(through its plan) or above, not both.")
     if failover:
         params["kind"] = form_param(
             str(FailoverKind.PLANNED), type="string", title="Kind", enum=[str(k) for k in FailoverKind],
@@ -70,6 +90,75 @@ def params_for(site, direction: FailoverDirection) -> dict[str, Param]:
                         "loss). unplanned: the primary site is down or unreachable; the VMs start from their newest "
                         "recovery point (the assessment shows the data each would lose).")
     return params
+
+
+def recover_plan(site, plan, direction: FailoverDirection, kind: str, approvals: dict) -> tuple:
+    """One recovery plan's failover, commit and reprotect, each one ASR job, in the plan's task group.
+
+    The failover's chain follows the plan's job, as the drill's does: per boot group a wait until it
+    is up and the verification of its members (while later groups boot); where the job pauses, a
+    required action (manual action) or a probe (Airflow check) that resumes it. Returns the tasks
+    the run's approvals come after: ``(first, before commit, before reprotect, last)``.
+    """
+    from site_recovery.site import PlanAction  # loaded already: only a site file with plans gets here
+
+    az, timeouts, failover = site.azure, site.timeouts, site.failover
+    poll = timeouts.poll_interval.total_seconds()
+    job_waits = {"azure_conn_id": az.conn_id, "resource_group_name": az.resource_group, "vault_name": az.vault_name,
+                 "poke_interval": timeouts.plan_poll_interval.total_seconds(),  # one reader per plan
+                 "timeout": timeouts.asr_job.total_seconds()}
+    steps = {"site_name": site.name, "plan": plan.name, "direction": direction}
+    verifying = {"site_name": site.name, "direction": direction, "poke_interval": poll,
+                 "timeout": failover.verify_timeout.total_seconds()}
+    with TaskGroup(recovery_plan_group(plan.name), tooltip=f"Recovery plan {plan.name}"):
+        start = RecoveryPlanStepOperator(task_id="failover", step=RecoveryStep.FAILOVER, kind=kind, **steps)
+        job = start.output["job_name"]
+
+        def pause(action, previous):
+            reached = RecoveryPlanPauseSensor(task_id=f"wait_for_{slug(action.name)}", job_name=job,
+                                              suspend_at=action.name, kind=kind,
+                                              failover_types=action.failover_types, **job_waits)
+            if action.kind == "check":
+                answer = RecoveryPlanCheckSensor(task_id=pause_task_id(action.kind, action.name), plan=plan.name,
+                                                 check=action.name, vm=plan.check_vm(action), job_name=job,
+                                                 failover_job=reached.output, **verifying)
+            else:
+                answer = RecoveryManualActionOperator(
+                    task_id=pause_task_id(action.kind, action.name), site_name=site.name, plan=plan.name,
+                    action=action.name, instructions=action.instructions,
+                    approvers=action.approvers or approvals["approvers"], job_name=job, reached=reached.output,
+                    direction=direction, response_timeout=action.manual_timeout)
+            previous >> reached >> answer
+            return answer
+
+        previous, verifies = start, []
+        for step in plan.job_order(None, site_file_direction(direction)):
+            if isinstance(step, PlanAction):
+                previous = pause(step, previous)
+                continue
+            wait_id, verify_id = group_task_ids(step.group)
+            up = RecoveryPlanGroupSensor(task_id=wait_id, job_name=job, group=step.group, vms=step.vms,
+                                         members=start.output, **job_waits)
+            verifies.append(RecoveredVmVerifiedSensor.partial(task_id=verify_id, map_index_template=VM_LABEL,
+                                                              **verifying).expand(target=up.output))
+            previous >> up >> verifies[-1]
+            previous = up
+        failed_over = OptionalAsrJobSensor(task_id="wait_failover", job_name=job, **job_waits)
+        previous >> failed_over
+
+        commit = RecoveryPlanStepOperator(task_id="commit", step=RecoveryStep.COMMIT, **steps)
+        committed = OptionalAsrJobSensor(task_id="wait_commit", job_name=commit.output["job_name"], **job_waits)
+        reprotect = RecoveryPlanStepOperator(task_id="reprotect", step=RecoveryStep.REPROTECT, **steps)
+        reprotected = OptionalAsrJobSensor(task_id="wait_reprotect", job_name=reprotect.output["job_name"],
+                                           **job_waits)
+        replicating = InitialReplicationSensor.partial(
+            task_id="wait_replication", azure_conn_id=az.conn_id, resource_group_name=az.resource_group,
+            vault_name=az.vault_name, poke_interval=2 * poll, map_index_template=VM_LABEL,
+            timeout_text=format_duration(site.scope.initial_replication_timeout),
+            timeout=site.scope.initial_replication_timeout.total_seconds()).expand(target=reprotect.output)
+        commit >> committed
+        reprotect >> reprotected >> replicating
+    return start, [*verifies, failed_over], commit, committed, reprotect, replicating
 
 
 def build(site, direction: FailoverDirection) -> DAG:
@@ -91,6 +180,8 @@ def build(site, direction: FailoverDirection) -> DAG:
                     f"{format_duration(failover.approval_timeout)}.") as dag:
         targets = assess(site.name, str(direction))
         approve_failover = RecoveryApprovalOperator(step=RecoveryStep.FAILOVER, **approvals)
+        # The VMs named one by one and each plan are steps side by side; one not in the run is skipped.
+        approvals = {**approvals, "trigger_rule": "none_failed"}
 
         @task_group(group_id=FAILOVER_GROUP)
         def fail_over_vm(target):
@@ -128,10 +219,20 @@ def build(site, direction: FailoverDirection) -> DAG:
         reprotected = reprotect_vm.expand(target=targets)
         (targets >> approve_failover >> fail_over_vm.expand(target=targets) >> approve_commit
          >> commit_vm.expand(target=targets) >> approve_reprotect >> reprotected)
+        complete = EmptyOperator(task_id="recovery_complete", trigger_rule="none_failed")
+        report = PythonOperator(task_id="recovery_report", python_callable=recovery_report,
+                                op_args=[site.name, str(direction)], trigger_rule="all_done", retries=1)
+        ends = [reprotected]
+        for plan in site.recovery_plans:
+            failed_over, verified, commit, committed, reprotect, replicating = recover_plan(
+                site, plan, direction, kind, approvals)
+            approve_failover >> failed_over
+            verified >> approve_commit >> commit
+            committed >> approve_reprotect >> reprotect
+            ends.append(replicating)
         # The report runs whatever happened and says where the run stopped; this leaf keeps a stopped run failed.
-        reprotected >> EmptyOperator(task_id="recovery_complete")
-        reprotected >> PythonOperator(task_id="recovery_report", python_callable=recovery_report,
-                                      op_args=[site.name, str(direction)], trigger_rule="all_done", retries=1)
+        ends >> complete
+        ends >> report
     return dag
 
 

@@ -59,6 +59,8 @@ STEP_ACTIONS: dict[RecoveryStep, frozenset[str]] = {
 _DIRECTED = frozenset({"plannedfailover", "unplannedfailover", "reprotect"})
 _WRITE = re.compile(r"/(?:replicationProtectedItems|replicationRecoveryPlans)/[^/]+/(?P<action>[A-Za-z]+)$",
                     re.IGNORECASE)
+#: a plan's failover job resumed past a manual action or an Airflow check
+_RESUME = re.compile(r"/replicationJobs/[^/]+/resume$", re.IGNORECASE)
 
 #: The site a recovery in each direction leaves and the one it goes to (a protected item's ``activeLocation``).
 _LOCATIONS = {FailoverDirection.PRIMARY_TO_RECOVERY: ("Primary", "Recovery"),
@@ -75,9 +77,20 @@ _RUNNING = {Scenario.PLANNED_FAILOVER: RecoveryStage.FAILING_OVER,
             Scenario.CANCEL_FAILOVER: RecoveryStage.CANCELLING, Scenario.REPROTECT: RecoveryStage.REPROTECTING}
 
 
+def running_stage(scenario: Any) -> RecoveryStage | None:
+    """The stage a recovery step's running job puts its VMs in (None: not one of a recovery's steps)."""
+    return _RUNNING.get(scenario) if isinstance(scenario, Scenario) else None
+
+
 def opposite(direction: FailoverDirection) -> FailoverDirection:
     return (FailoverDirection.RECOVERY_TO_PRIMARY if direction == FailoverDirection.PRIMARY_TO_RECOVERY
             else FailoverDirection.PRIMARY_TO_RECOVERY)
+
+
+def site_file_direction(direction: FailoverDirection) -> str:
+    """``direction`` as a site file's plan actions name it (``primary_to_recovery``, ``recovery_to_primary``)."""
+    leaves, goes_to = sides(direction)
+    return f"{leaves}_to_{goes_to}"
 
 
 def sides(direction: FailoverDirection) -> tuple[str, str]:
@@ -95,7 +108,7 @@ def stage_of(item: ProtectedItemSummary, direction: FailoverDirection) -> Recove
     """
     leaves, goes_to = _LOCATIONS[FailoverDirection(direction)]
     if item.scenario:
-        running = _RUNNING.get(item.scenario) if isinstance(item.scenario, Scenario) else None
+        running = running_stage(item.scenario)
         return running if running is not None else RecoveryStage.BLOCKED
     if item.active_location == leaves:
         if item.in_test_failover:
@@ -165,13 +178,17 @@ def assess_vm(item: ProtectedItemSummary, target: VmTarget, direction: FailoverD
 
 def run_problems(*, site: str, confirmation: str, approvers: Iterable[str], requested: Iterable[str],
                  known: Iterable[str], busy_runs: Mapping[str, int], kind: FailoverKind,
-                 source_answered: bool) -> list[str]:
+                 source_answered: bool, requested_plans: Iterable[str] = (),
+                 plans: Mapping[str, Iterable[str]] | None = None, vault_plans: Iterable[str] = ()) -> list[str]:
     """Why the run may not start, whatever its VMs' states: each problem named, for one message.
 
-    :param requested: The VMs the run was asked for (the ``vms`` param).
+    :param requested: The VMs the run was asked for one by one (the ``vms`` param).
     :param known: The VMs ASR protects in the site's paired clouds.
     :param busy_runs: Active runs of the site's other recovery and drill DAGs, by DAG id.
     :param source_answered: Whether the VMM server of the site the recovery leaves answered.
+    :param requested_plans: The recovery plans the run was asked for (the ``plans`` param).
+    :param plans: The site file's recovery plans and their VMs.
+    :param vault_plans: The recovery plans the vault holds.
     """
     problems = []
     if confirmation.strip() != site:
@@ -180,14 +197,15 @@ def run_problems(*, site: str, confirmation: str, approvers: Iterable[str], requ
     if not list(approvers):
         problems.append("the site file names no failover.approvers: no step that changes production may run "
                         "without a named person approving it")
-    names = list(requested)
-    if not names:
-        problems.append("no VM named: list the VMs to recover in the 'vms' param")
+    names, plan_names = list(requested), list(requested_plans)
+    if not names and not plan_names:
+        problems.append("no VM or recovery plan named: list what to recover in the 'vms' or 'plans' param")
     known_folded = {name.casefold(): name for name in known}
     unknown = [name for name in names if name.casefold() not in known_folded]
     if unknown:
         problems.append(f"not protected in this site's clouds: {', '.join(unknown)} "
                         f"(protected: {', '.join(sorted(known_folded.values(), key=str.casefold)) or 'none'})")
+    problems += plan_problems(plan_names, names, plans or {}, vault_plans)
     for dag_id, count in sorted(busy_runs.items()):
         if count:
             problems.append(f"{count} run(s) of {dag_id} active: one drill, failover or failback per site at a time")
@@ -197,21 +215,82 @@ def run_problems(*, site: str, confirmation: str, approvers: Iterable[str], requ
     return problems
 
 
+def plan_problems(requested_plans: Iterable[str], requested_vms: Iterable[str], plans: Mapping[str, Iterable[str]],
+                  vault_plans: Iterable[str]) -> list[str]:
+    """Why the recovery plans a run was asked for cannot be recovered, whatever their members' states.
+
+    A plan must be in the site file (that is where its members and pauses are known) and in the
+    vault; a VM named one by one must not also be a member of a named plan (it would be failed over
+    twice), nor may one VM be in two named plans.
+    """
+    problems, in_file = [], {name.casefold(): name for name in plans}
+    in_vault = {name.casefold() for name in vault_plans}
+    named = list(requested_plans)
+    unknown = [name for name in named if name.casefold() not in in_file]
+    if unknown:
+        problems.append(f"no recovery plan {', '.join(unknown)} in the site file (plans: "
+                        f"{', '.join(sorted(in_file.values(), key=str.casefold)) or 'none'})")
+    missing = [in_file[name.casefold()] for name in named if name.casefold() in in_file
+               and name.casefold() not in in_vault]
+    if missing:
+        problems.append(f"recovery plan(s) {', '.join(missing)} not in the vault: run the deployment DAG first")
+    owner: dict[str, str] = {}
+    for name in named:
+        for vm in plans.get(in_file.get(name.casefold(), ""), ()):
+            if vm.casefold() in owner and owner[vm.casefold()] != in_file[name.casefold()]:
+                problems.append(f"VM {vm} is in both recovery plans {owner[vm.casefold()]} and "
+                                f"{in_file[name.casefold()]}: recover it with one of them")
+            owner.setdefault(vm.casefold(), in_file[name.casefold()])
+    doubled = [vm for vm in requested_vms if vm.casefold() in owner]
+    if doubled:
+        problems.append("named both one by one and through a recovery plan: " + ", ".join(
+            f"{vm} (plan {owner[vm.casefold()]})" for vm in doubled) + "; name each VM once")
+    return problems
+
+
+def plan_stage(members: Iterable[RecoveryVm]) -> RecoveryStage | None:
+    """Where a recovery plan stands: its members' one stage, or None when they stand apart (or it has none).
+
+    A plan's step is one ASR job for all its members, so it can start only when they all stand
+    where the step starts; a plan whose members stand apart is recovered VM by VM instead.
+    """
+    stages = {vm.stage for vm in members}
+    return stages.pop() if len(stages) == 1 else None
+
+
+def plan_stage_problems(plan: str, members: Iterable[RecoveryVm], expected: Iterable[str]) -> list[str]:
+    """Why one plan of the run cannot take the recovery as one job (empty: it can)."""
+    members = list(members)
+    problems = []
+    found = {vm.vm.casefold() for vm in members}
+    absent = [vm for vm in expected if vm.casefold() not in found]
+    if absent:
+        problems.append(f"recovery plan {plan}: {', '.join(absent)} not protected in this site's clouds")
+    if members and plan_stage(members) is None:
+        problems.append(f"recovery plan {plan}: its VMs stand at different stages (" + ", ".join(
+            f"{vm.vm}: {vm.stage}" for vm in members) + "); recover them one by one with the 'vms' param")
+    return problems
+
+
 # ------------------------------------------------------------------------------ what may be sent
 def recovery_guard(direction: FailoverDirection, *steps: RecoveryStep) -> RequestGuard:
     """The request guard of a task that carries out ``steps`` of a recovery in ``direction``.
 
-    Reads pass. A write passes only when it is one of the steps' POSTs on a protected item or a
-    recovery plan and, where the body names a direction, it is the step's: the failover in
+    Reads pass. The failover step may also resume a job (a plan's failover job waiting at a manual
+    action or an Airflow check). Any other write passes only when it is one of the steps' POSTs on a
+    protected item or a recovery plan and, where the body names a direction, it is the step's: the failover in
     ``direction``, the reprotect in the opposite one (replication then flows from the site the
     VMs now run on). Everything else (job cancels, PUT/PATCH/DELETE, a test failover, the other
     direction) is refused.
     """
     direction = FailoverDirection(direction)
     actions = frozenset().union(*(STEP_ACTIONS[RecoveryStep(step)] for step in steps))
+    resumes = RecoveryStep.FAILOVER in steps
 
     def may_send(method: str, path: str, body: Mapping[str, Any] | None = None) -> bool:
         if method.upper() in ("GET", "HEAD", "OPTIONS"):
+            return True
+        if resumes and method.upper() == "POST" and _RESUME.search(path.split("?", 1)[0].rstrip("/")):
             return True
         found = _WRITE.search(path.split("?", 1)[0].rstrip("/"))
         if method.upper() != "POST" or found is None:
@@ -241,14 +320,15 @@ def assessment_markdown(assessment: RecoveryAssessment) -> str:
         lines.append(f"* VMM server of the site it {label}, {answer.server}: "
                      f"{'answers' if answer.answered else 'does not answer'} ({answer.detail})")
     lines += ["", _what_the_answer_means(assessment)]
-    lines += ["", "| VM | Stands at | Protection | Health | Newest recovery point | Data lost | Problem |",
-              "|---|---|---|---|---|---|---|"]
+    lines += ["", "| VM | Recovered by | Stands at | Protection | Health | Newest recovery point | Data lost "
+                  "| Problem |", "|---|---|---|---|---|---|---|---|"]
     for vm in assessment.vms:
         point = vm.last_replicated_time.isoformat(timespec="seconds") if vm.last_replicated_time else DASH
         health = str(vm.replication_health or DASH) + (f" ({vm.health_errors})" if vm.health_errors else "")
         lost = format_seconds(vm.data_loss_seconds) if vm.data_loss_seconds is not None else DASH
-        lines.append(f"| {_cell(vm.vm)} | {vm.stage} | {_cell(vm.protection)} | {_cell(health)} | {point} | {lost} "
-                     f"| {_cell('; '.join(vm.problems)) or DASH} |")
+        by = f"plan {_cell(vm.plan)}" if vm.plan else "itself"
+        lines.append(f"| {_cell(vm.vm)} | {by} | {vm.stage} | {_cell(vm.protection)} | {_cell(health)} | {point} "
+                     f"| {lost} | {_cell('; '.join(vm.problems)) or DASH} |")
     if assessment.problems:
         lines += ["", "Problems:", *(f"* {problem}" for problem in assessment.problems)]
     return "\n".join(lines)

@@ -219,6 +219,10 @@ class JobSummary(Record):
     def cancellable(self) -> bool:
         return AsrJobAction.CANCEL in self.allowed_actions
 
+    def passed(self, task_label: str) -> bool:
+        """Whether the job is past the task of that name (a plan's manual action already answered)."""
+        return any(task.label == task_label and task.state is AsrJobState.SUCCEEDED for task in self.tasks)
+
     @property
     def outcome(self) -> str:
         """The state as a report shows it (``PartiallySucceeded`` rather than ``Succeeded``)."""
@@ -722,6 +726,8 @@ class RecoveryVm(Record):
     scenario: OpenScenario | None = None
     scenario_job: str | None = None
     problems: list[str] = Field(default_factory=list)
+    #: the recovery plan the VM is recovered with (its members take each step as one plan job), else None
+    plan: str | None = None
 
 
 class RecoveryAssessment(Record):
@@ -734,12 +740,22 @@ class RecoveryAssessment(Record):
     #: the site the recovery leaves (planned: it must answer) and the one it goes to
     source_vmm: VmmAnswer
     target_vmm: VmmAnswer
+    #: the VMs named one by one, then each plan's members (``plan`` set)
     vms: list[RecoveryVm]
-    #: run-level problems (confirmation, approvers, concurrent runs); VM problems sit on each VM
+    #: the recovery plans of the run, as the site file names them
+    plans: list[str] = Field(default_factory=list)
+    #: run-level problems (confirmation, approvers, concurrent runs, plans); VM problems sit on each VM
     problems: list[str] = Field(default_factory=list)
 
     def all_problems(self) -> list[str]:
         return [*self.problems, *(f"VM {vm.vm}: {problem}" for vm in self.vms for problem in vm.problems)]
+
+    def members(self, plan: str) -> list[RecoveryVm]:
+        """The assessed members of one plan of the run, in boot order."""
+        return [vm for vm in self.vms if vm.plan is not None and vm.plan.casefold() == plan.casefold()]
+
+    def has_plan(self, plan: str) -> bool:
+        return any(name.casefold() == plan.casefold() for name in self.plans)
 
 
 class RecoveryApproval(Record):
@@ -776,6 +792,18 @@ class RecoveryVmResult(Record):
     rto_seconds: float | None = None
     verify: TestVmCheck | None = None
     jobs: list[JobSummary] = Field(default_factory=list)
+    #: the recovery plan the VM was recovered with (its jobs are the plan's)
+    plan: str | None = None
+
+
+class RecoveryPlanResult(Record):
+    """One recovery plan of a failover or failback as its report shows it: its jobs and its pauses' answers."""
+
+    plan: str
+    vms: list[str] = Field(default_factory=list)
+    jobs: list[JobSummary] = Field(default_factory=list)
+    #: the manual actions and Airflow checks the plan's failover job waited on, as answered
+    actions: list[ManualActionOutcome] = Field(default_factory=list)
 
 
 class RecoveryReport(Record):
@@ -795,6 +823,7 @@ class RecoveryReport(Record):
     assessment: RecoveryAssessment | None = None
     approvals: list[RecoveryApproval] = Field(default_factory=list)
     vms: list[RecoveryVmResult] = Field(default_factory=list)
+    plans: list[RecoveryPlanResult] = Field(default_factory=list)
 
 
 WaitEvent.model_rebuild()

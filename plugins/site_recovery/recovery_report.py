@@ -45,7 +45,7 @@ def write_recovery_report(folder: str | os.PathLike, report: RecoveryReport) -> 
 # ------------------------------------------------------------------------------------- page
 @dataclass(frozen=True)
 class JobRow:
-    """One ASR job of a VM: what it was, how it ended, its tasks as ASR reported them."""
+    """One ASR job of a VM or a recovery plan (``vm`` names which): what it was, how it ended, its tasks."""
 
     vm: str
     job: JobSummary
@@ -93,8 +93,10 @@ def _page(report: RecoveryReport) -> RecoveryPage:
         ("Protected again", f"{len(back)}/{len(vms)}", f"replicating {goes_to} to {leaves}",
          "good" if vms and len(back) == len(vms) else "warn"),
     ]
-    jobs = [JobRow(vm=vm.vm, job=job, bad=job.state is not None and job.state != AsrJobState.SUCCEEDED,
-                   duration=format_seconds(job.duration_seconds)) for vm in vms for job in vm.jobs]
+    owned = [*((vm.vm, job) for vm in vms for job in vm.jobs),
+             *((f"Recovery plan {plan.plan}", job) for plan in report.plans for job in plan.jobs)]
+    jobs = [JobRow(vm=who, job=job, bad=job.state is not None and job.state != AsrJobState.SUCCEEDED,
+                   duration=format_seconds(job.duration_seconds)) for who, job in owned]
     return RecoveryPage(report=report, title=f"{what} \u00b7 {report.site} \u00b7 "
                                            f"{'completed' if report.completed else 'stopped'}",
                         what=what, completed=report.completed, leaves=leaves, goes_to=goes_to, tiles=tiles,

@@ -723,12 +723,16 @@ class RecoveryPlan(_Model):
         actions that the drill confirms once the probe passes), so the next group waits for each."""
         return [step for step in self.job_order(failover_type, direction) if isinstance(step, PlanAction)]
 
-    def job_order(self, failover_type: str = "test", direction: str = "primary_to_recovery",
+    def job_order(self, failover_type: str | None = "test", direction: str = "primary_to_recovery",
                   ) -> list[PlanGroup | PlanAction]:
-        """What the plan's job meets, in order: each group's pauses before it, the group's boot, its pauses after."""
+        """What the plan's job meets, in order: each group's pauses before it, the group's boot, its pauses after.
+
+        ``failover_type`` None: the pauses of a failover of any type (the type is the run's choice).
+        """
         def pausing(actions: list[PlanAction]) -> list[PlanAction]:
             return [a for a in actions if a.kind == "check" or (
-                a.kind == "manual" and failover_type in a.failover_types and direction in a.directions)]
+                a.kind == "manual" and (failover_type is None or failover_type in a.failover_types)
+                and direction in a.directions)]
 
         return [step for g in self.groups for step in (*pausing(g.pre), g, *pausing(g.post))]
 

@@ -329,3 +329,123 @@ def test_a_reprotect_whose_replication_stalls_fails_the_wait_saying_where_it_sto
     assert "Timeout: initial replication of VM 'LIC-SRV-01' had not completed" in log
     vm = items()["LIC-SRV-01"]
     assert (vm.active_location, vm.protection_state, vm.replication_health) == ("Recovery", "Protected", "Warning")
+
+
+# ------------------------------------------------------------------------------- recovery plans
+PORTAL = "plan_order_portal"
+PORTAL_VMS = ["SQL-PRD-01", "APP-ERP-01", "APP-ERP-02", "WEB-PORTAL-01"]
+
+
+@pytest.fixture
+def protected_plans(lab, connections, site_file, deploy):
+    """The lab site deployed (its recovery plans created) and every VM in scope protected; returns the lab."""
+    site_file(FAST)
+    assert deploy().state == "success"
+    enabled = dag_runner("asr_enable_replication__lab")()
+    assert enabled.state == "success", states(enabled)
+    return lab
+
+
+def plan_writes(lab, since: int) -> list[tuple[str, str]]:
+    """(action, plan) of every recovery write sent to a recovery plan since ``since``; and job resumes."""
+    found = []
+    for request in lab.requests(since=since, method="POST"):
+        *_, kind, name, action = request["path"].rstrip("/").split("/")
+        if kind == "replicationRecoveryPlans" or action == "resume":
+            found.append((action, name if kind == "replicationRecoveryPlans" else "job"))
+    return found
+
+
+def test_a_recovery_plan_fails_over_in_boot_order_behind_its_manual_action_and_fails_back(
+        protected_plans, airflow_users, reports):
+    since = protected_plans.last_request_seq()
+    answers_for = {"approve_failover": [("admin", "Fail over")],
+                   f"{PORTAL}.manual_confirm_licence_server": [("admin", "Confirm")],
+                   "approve_commit": [("admin", "Commit")], "approve_reprotect": [("admin", "Reprotect")]}
+    with Answers(FAILOVER, answers_for) as answers:
+        run = dag_runner(FAILOVER)(plans=["order-portal"], vms=["LIC-SRV-01"], kind="planned", confirm_site="lab")
+    assert run.state == "success", states(run)
+    assert [status for *_, status in answers.responses] == [200, 200, 200, 200]
+    assert "| SQL-PRD-01 | plan order-portal | ready to fail over |" in answers.waited["approve_failover"]["body"]
+    assert "Check that LIC-SRV-01" in answers.waited[f"{PORTAL}.manual_confirm_licence_server"]["body"]
+    commit_body = answers.waited["approve_commit"]["body"]
+    for vm in [*PORTAL_VMS, "LIC-SRV-01"]:
+        assert f"| {vm} | failed over, commit pending | verified: " in commit_body
+    # one job per step for the whole plan, resumed twice (the Airflow check, then the manual action); the VM
+    # named on its own takes its steps as a VM; nothing sent twice
+    assert plan_writes(protected_plans, since) == [("plannedFailover", "order-portal"), ("resume", "job"),
+                                                   ("resume", "job"), ("failoverCommit", "order-portal"),
+                                                   ("reProtect", "order-portal")]
+    assert sorted(action for action, item in writes(protected_plans, since) if item != "order-portal") == [
+        "failoverCommit", "plannedFailover", "reProtect"]  # LIC-SRV-01's own steps
+    s = {ti.task_id: ti.state for ti in run.get_task_instances() if ti.map_index < 0}
+    assert s[f"{PORTAL}.check_erp_database_answers"] == "success" and s[f"{PORTAL}.wait_group_3"] == "success"
+    assert s["plan_file_and_print.failover"] == "skipped"  # not asked for: every task of it is skipped
+    now = items()
+    for vm in [*PORTAL_VMS, "LIC-SRV-01"]:
+        assert (now[vm].active_location, now[vm].protection_state) == ("Recovery", "Protected"), now[vm]
+    assert now["FS-PRD-01"].active_location == "Primary"
+    [path] = (reports / "lab" / "recovery").glob("*.json")
+    report = json.loads(path.read_text())
+    assert report["completed"] is True, report["outcome"]
+    [plan] = report["plans"]
+    assert plan["vms"] == PORTAL_VMS
+    assert [(job["scenario_name"], job["state"]) for job in plan["jobs"]] == [
+        ("PlannedFailover", "Succeeded"), ("CommitFailover", "Succeeded"), ("ReverseReplication", "Succeeded")]
+    assert [(a["action"], a["confirmed"], a["by"]) for a in plan["actions"]] == [
+        ("ERP database answers", True, "Airflow check"), ("Confirm licence server", True, "admin")]
+    assert {vm["vm"]: (vm["plan"], vm["verify"]["ok"]) for vm in report["vms"]} == {
+        **{vm: ("order-portal", True) for vm in PORTAL_VMS}, "LIC-SRV-01": (None, True)}
+
+    since = protected_plans.last_request_seq()
+    with Answers(FAILBACK, APPROVE):  # the manual action runs on failover only (directions: primary_to_recovery)
+        back = dag_runner(FAILBACK)(plans=["order-portal"], confirm_site="lab")
+    assert back.state == "success", states(back)
+    assert plan_writes(protected_plans, since) == [("plannedFailover", "order-portal"), ("resume", "job"),
+                                                   ("failoverCommit", "order-portal"), ("reProtect", "order-portal")]
+    now = items()
+    for vm in PORTAL_VMS:
+        assert (now[vm].active_location, now[vm].protection_state) == ("Primary", "Protected"), now[vm]
+        assert now[vm].replication_health == "Normal"
+    state = protected_plans.state()
+    assert state["inTestFailover"] == [] and state["testVms"] == []
+
+
+def test_a_plan_whose_vm_is_also_named_or_unknown_is_refused_before_any_change(protected_plans, output):
+    since = protected_plans.last_request_seq()
+    run = dag_runner(FAILOVER)(plans=["order-portal", "payroll"], vms=["APP-ERP-01"], kind="planned",
+                               confirm_site="lab")
+    assert run.state == "failed" and states(run)["assess"] == "failed"
+    log = output()
+    assert "no recovery plan payroll in the site file (plans: file-and-print, order-portal)" in log
+    assert "named both one by one and through a recovery plan: APP-ERP-01 (plan order-portal)" in log
+    assert protected_plans.requests(since=since, mutating=True) == []
+
+
+def test_a_refused_manual_action_leaves_the_plans_job_waiting_and_a_rerun_adopts_it(protected_plans, airflow_users,
+                                                                                     output):
+    since = protected_plans.last_request_seq()
+    manual = f"{PORTAL}.manual_confirm_licence_server"
+    with Answers(FAILOVER, {"approve_failover": [("admin", "Fail over")], manual: [("admin", "Reject")]}):
+        run = dag_runner(FAILOVER)(plans=["order-portal"], kind="planned", confirm_site="lab")
+    assert run.state == "failed"
+    s = {ti.task_id: ti.state for ti in run.get_task_instances() if ti.map_index < 0}
+    assert s[manual] == "failed" and s["approve_commit"] == "upstream_failed"
+    assert "admin rejected the manual action 'Confirm licence server'" in output()
+    assert plan_writes(protected_plans, since) == [("plannedFailover", "order-portal"), ("resume", "job")]
+
+    since = protected_plans.last_request_seq()
+    # every member failed over already (the job's first group task), so the failover's approval has nothing to ask
+    with Answers(FAILOVER, {manual: [("admin", "Confirm")], "approve_commit": [("admin", "Commit")],
+                            "approve_reprotect": [("admin", "Reprotect")]}):
+        rerun = dag_runner(FAILOVER)(plans=["order-portal"], kind="planned", confirm_site="lab")
+    assert rerun.state == "success", states(rerun)
+    approval = rerun.get_task_instance("approve_failover").xcom_pull(task_ids="approve_failover", key="approval")
+    assert approval["needed"] is False if isinstance(approval, dict) else approval.needed is False
+    # the plan's job was adopted, not started again; the check it had passed is not probed again
+    assert plan_writes(protected_plans, since) == [("resume", "job"), ("failoverCommit", "order-portal"),
+                                                   ("reProtect", "order-portal")]
+    log = output()
+    assert "its failover is already running" in log and "is past the check 'ERP database answers' already" in log
+    now = items()
+    assert all((now[vm].active_location, now[vm].protection_state) == ("Recovery", "Protected") for vm in PORTAL_VMS)

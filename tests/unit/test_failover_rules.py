@@ -12,6 +12,9 @@ from site_recovery.failover import (
     assessment_markdown,
     data_loss_seconds,
     last_sync_runs,
+    plan_problems,
+    plan_stage,
+    plan_stage_problems,
     recovery_guard,
     run_outcome,
     run_problems,
@@ -23,6 +26,7 @@ from site_recovery.records import (
     ProtectedItemSummary,
     RecoveryApproval,
     RecoveryAssessment,
+    RecoveryVm,
     RecoveryVmResult,
     TestVmCheck,
     VmmAnswer,
@@ -112,7 +116,7 @@ def test_every_run_problem_is_named_at_once():
     ]
     assert run_problems(site="lab", confirmation="lab", approvers=["admin"], requested=["lic-srv-01"],
                         known=["LIC-SRV-01"], busy_runs={}, kind=FailoverKind.UNPLANNED, source_answered=False) == []
-    assert "no VM named" in run_problems(site="lab", confirmation="lab", approvers=["admin"], requested=[],
+    assert "no VM or recovery plan named" in run_problems(site="lab", confirmation="lab", approvers=["admin"], requested=[],
                                          known=["LIC-SRV-01"], busy_runs={}, kind=FailoverKind.PLANNED,
                                          source_answered=True)[0]
 
@@ -134,6 +138,10 @@ def _body(direction: str | None) -> dict:
     ((RecoveryStep.FAILOVER,), "POST", f"{RPI}/failoverCommit", None, False),
     ((RecoveryStep.FAILOVER,), "POST", f"{RPI}/testFailover", _body("PrimaryToRecovery"), False),
     ((RecoveryStep.FAILOVER,), "POST", "/subscriptions/s/.../vaults/v/replicationJobs/j1/cancel", None, False),
+    # a plan's failover job waits at its manual actions and checks: the failover step resumes it, no other step
+    ((RecoveryStep.FAILOVER,), "POST", "/subscriptions/s/.../vaults/v/replicationJobs/j1/resume", None, True),
+    ((RecoveryStep.COMMIT,), "POST", "/subscriptions/s/.../vaults/v/replicationJobs/j1/resume", None, False),
+    ((), "POST", "/subscriptions/s/.../vaults/v/replicationJobs/j1/resume", None, False),
     ((RecoveryStep.COMMIT,), "POST", f"{RPI}/failoverCommit", None, True),
     ((RecoveryStep.COMMIT,), "POST", f"{RPI}/failoverCancel", None, False),
     ((RecoveryStep.CANCEL,), "POST", f"{RPI}/failoverCancel", None, True),
@@ -177,8 +185,8 @@ def test_the_approver_reads_every_vm_and_both_vmm_servers():
     assert text.startswith("**Unplanned failover of site lab**: primary site to recovery site (PrimaryToRecovery)")
     assert "vmm-ams-01: does not answer (no answer in 60s)" in text
     assert "ASR is told not to touch it; each VM starts from its newest recovery point" in text
-    assert "| LIC-SRV-01 | ready to fail over | Protected | Normal | 2026-12-04T11:56:00+00:00 | 4m |" in text
-    assert "| A\\|B | blocked |" in text  # a name cannot break the table
+    assert "| LIC-SRV-01 | itself | ready to fail over | Protected | Normal | 2026-12-04T11:56:00+00:00 | 4m |" in text
+    assert "| A\\|B | itself | blocked |" in text  # a name cannot break the table
     assert assessment.all_problems()[0].startswith("VM A|B: a drill's test failover is active on it")
 
 
@@ -232,3 +240,40 @@ def test_a_refused_or_missing_assessment_is_the_outcome():
     assert run_outcome(None, {}, []) == (False, "stopped before the assessment")
     assert run_outcome(_assessment(problems=["x", "y"]), {}, []) == (
         False, "refused at the assessment: 2 problem(s), nothing changed")
+
+
+PLANS = {"order-portal": ["SQL-PRD-01", "APP-ERP-01"], "file-and-print": ["FS-PRD-01", "SQL-PRD-01"]}
+
+
+def test_every_plan_problem_is_named_at_once():
+    problems = plan_problems(["Order-Portal", "file-and-print", "payroll"], ["app-erp-01", "LIC-SRV-01"], PLANS,
+                             vault_plans=["order-portal"])
+    assert problems == [
+        "no recovery plan payroll in the site file (plans: file-and-print, order-portal)",
+        "recovery plan(s) file-and-print not in the vault: run the deployment DAG first",
+        "VM SQL-PRD-01 is in both recovery plans order-portal and file-and-print: recover it with one of them",
+        "named both one by one and through a recovery plan: app-erp-01 (plan order-portal); name each VM once",
+    ]
+    assert plan_problems(["order-portal"], ["LIC-SRV-01"], PLANS, ["order-portal", "file-and-print"]) == []
+    assert run_problems(site="lab", confirmation="lab", approvers=["admin"], requested=[], known=["SQL-PRD-01"],
+                        busy_runs={}, kind=FailoverKind.PLANNED, source_answered=True,
+                        requested_plans=["order-portal"], plans=PLANS, vault_plans=["order-portal"]) == []
+
+
+def _member(name: str, stage: RecoveryStage) -> RecoveryVm:
+    target = VmTarget(vm=name, cloud="c", fabric="f", container="k", item_name=name.lower(), item_id="i",
+                      protectable_item_id="p", policy_id="pol")
+    return RecoveryVm(vm=name, stage=stage, target=target, protection="Protected", plan="order-portal")
+
+
+def test_a_plan_takes_a_step_as_one_job_only_when_its_members_stand_together():
+    together = [_member("SQL-PRD-01", RecoveryStage.READY), _member("APP-ERP-01", RecoveryStage.READY)]
+    assert plan_stage(together) == RecoveryStage.READY
+    assert plan_stage_problems("order-portal", together, ["SQL-PRD-01", "APP-ERP-01"]) == []
+    apart = [_member("SQL-PRD-01", RecoveryStage.FAILED_OVER), _member("APP-ERP-01", RecoveryStage.READY)]
+    assert plan_stage(apart) is None
+    assert plan_stage_problems("order-portal", apart, ["SQL-PRD-01", "APP-ERP-01", "WEB-PORTAL-01"]) == [
+        "recovery plan order-portal: WEB-PORTAL-01 not protected in this site's clouds",
+        "recovery plan order-portal: its VMs stand at different stages (SQL-PRD-01: failed over, commit pending, "
+        "APP-ERP-01: ready to fail over); recover them one by one with the 'vms' param",
+    ]

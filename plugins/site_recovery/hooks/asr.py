@@ -842,6 +842,11 @@ class AzureSiteRecoveryHook(BaseHook):
         ops = self.connection.replication_recovery_plans
         return self._start(ops.begin_failover_commit, resource_group_name, vault_name, plan_name)
 
+    def recovery_plan_cancel_failover(self, resource_group_name: str, vault_name: str, plan_name: str) -> str | None:
+        """Start cancelling a recovery plan's uncommitted failover (its members go back); return the ASR job name."""
+        ops = self.connection.replication_recovery_plans
+        return self._start(ops.begin_failover_cancel, resource_group_name, vault_name, plan_name)
+
     def recovery_plan_reprotect(self, resource_group_name: str, vault_name: str, plan_name: str) -> str | None:
         """Start a recovery plan's reverse replication; return the ASR job name.
 

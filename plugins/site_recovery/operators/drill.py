@@ -134,29 +134,62 @@ class ManualActionOperator(HITLOperator):
     :param instructions: What the person must do (the site file's ``instructions``).
     :param approvers: Airflow user names who may answer; empty: anyone allowed to act on the run.
     :param job_name: The plan's test failover job (typically the start task's XCom).
+    :param reached: The job as the wait for this action last read it: a job past the action already
+        (a rerun that adopted it) is not asked about again.
     """
 
     CONFIRM, REJECT = "Confirm", "Reject"
-    template_fields: Sequence[str] = ("subject", "body", "job_name")
+    template_fields: Sequence[str] = ("subject", "body", "job_name", "reached")
     ui_color = "#f2c744"
+    #: what the plan's job runs, for the page a person answers
+    what = "The drill"
 
     def __init__(self, *, site_name: str, plan: str, action: str, instructions: str, approvers: list[str],
-                 job_name: Any, **kwargs: Any) -> None:
+                 job_name: Any, reached: Any = None, **kwargs: Any) -> None:
         super().__init__(
             subject=f"Recovery plan {plan}: {action}", options=[self.CONFIRM, self.REJECT],
-            body=(f"The drill of recovery plan **{plan}** waits for this manual action (the plan's ASR job is "
+            body=(f"{self.what} of recovery plan **{plan}** waits for this manual action (the plan's ASR job is "
                   f"suspended on it).\n\n{instructions}\n\n**Confirm** once it is "
-                  "done: the drill resumes the job with a comment naming you and this run. **Reject** (or no "
-                  "answer in time) fails the drill; its cleanup then removes the test VMs."),
+                  "done: the job resumes with a comment naming you and this run. **Reject** (or no answer in "
+                  f"time) {self.refused_means}"),
             assigned_users=[{"id": user, "name": user} for user in approvers] or None, **kwargs)
         self.site_name = site_name
         self.plan = plan
         self.action = action
         self.job_name = job_name
+        self.reached = reached
+
+    #: what a refusal does, for the page and the error
+    refused_means = "fails the drill; its cleanup then removes the test VMs."
+
+    def refusal(self, what: str) -> Exception:
+        return DrillFailed(f"Recovery plan {self.plan}: {what}; the drill fails and its cleanup removes the test VMs.")
+
+    def resume_job(self, comment: str) -> None:
+        from site_recovery.site import load_site_named
+        from site_recovery.tasks.drill import resume_plan_job
+
+        resume_plan_job(load_site_named(self.site_name), self.job_name, comment)
+
+    def answered_before(self, context: Context) -> Any:
+        """The outcome when the plan's job is past this action already (a rerun adopted it), else None."""
+        from site_recovery.records import JobSummary, ManualActionOutcome
+
+        reached = JobSummary.model_validate(self.reached) if isinstance(self.reached, dict) else None
+        if reached is None or not reached.passed(self.action):
+            return None
+        self.log.info("ASR job %s is past %r already: nothing to confirm.", self.job_name, self.action)
+        outcome = ManualActionOutcome(plan=self.plan, action=self.action, confirmed=True,
+                                      comment="answered before (the job was past it when this run adopted it)")
+        self._push(context, outcome)
+        return outcome
 
     def execute(self, context: Context) -> Any:
         from site_recovery.tasks.drill import pulled_gate
 
+        before = self.answered_before(context)
+        if before is not None:
+            return before
         gate = pulled_gate(context["ti"])
         target = gate.plan(self.plan) if gate else None
         if target is not None and target.auto_confirm:
@@ -172,26 +205,23 @@ class ManualActionOperator(HITLOperator):
         except HITLTriggerEventError as exc:  # HITLTimeoutError (and its kin): nobody answered in time
             self._push(context, ManualActionOutcome(plan=self.plan, action=self.action, confirmed=False,
                                                     comment=f"no answer: {exc}"))
-            raise DrillFailed(f"Recovery plan {self.plan}: nobody confirmed the manual action {self.action!r} in "
-                              f"time ({exc}); the drill fails and its cleanup removes the test VMs.") from None
+            raise self.refusal(f"nobody confirmed the manual action {self.action!r} in time ({exc})") from None
         who = answered_by(answer)
         if answer["chosen_options"][0] != self.CONFIRM:
             self._push(context, ManualActionOutcome(plan=self.plan, action=self.action, confirmed=False, by=who,
                                                     at=answer["responded_at"], comment="rejected"))
-            raise DrillFailed(f"Recovery plan {self.plan}: {who} rejected the manual action {self.action!r}; the "
-                              "drill fails and its cleanup removes the test VMs.")
+            raise self.refusal(f"{who} rejected the manual action {self.action!r}")
         return self._resume(context, by=who, automatic=False, at=answer["responded_at"])
 
     def _resume(self, context: Context, *, by: str | None, automatic: bool, at: Any = None) -> Any:
         from site_recovery.drill import utc_now
         from site_recovery.records import ManualActionOutcome
-        from site_recovery.site import load_site_named
-        from site_recovery.tasks.drill import resume_plan_job, run_label
+        from site_recovery.tasks.drill import run_label
 
         run = run_label(context)
         comment = (f"{self.action}: confirmed automatically by the unattended drill {run} (the site file's "
                    "unattended: auto_confirm)" if automatic else f"{self.action}: confirmed by {by} in {run}")
-        resume_plan_job(load_site_named(self.site_name), self.job_name, comment)
+        self.resume_job(comment)
         self.log.info("ASR job %s resumed: %s.", self.job_name, comment)
         outcome = ManualActionOutcome(plan=self.plan, action=self.action, confirmed=True, by=by,
                                       at=at or utc_now(), automatic=automatic, comment=comment)

@@ -11,7 +11,9 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.standard.operators.hitl import HITLOperator
-from site_recovery.exceptions import ApprovalRefused
+from airflow.sdk import BaseOperator
+from site_recovery.exceptions import ApprovalRefused, RecoveryFailed
+from site_recovery.operators.drill import ManualActionOperator
 from site_recovery.operators.vm import VmOperator, answered_by
 from site_recovery.tasks.common import sort_errors
 from site_recovery.vocabulary import AllowedOperation, ApprovalOption, FailoverDirection, FailoverKind, RecoveryStep
@@ -20,7 +22,7 @@ if TYPE_CHECKING:
     from datetime import timedelta
 
     from airflow.sdk import Context
-    from site_recovery.records import ProtectedItemSummary, RecoveryApproval, TestVmCheck
+    from site_recovery.records import ProtectedItemSummary, RecoveryApproval, VmTarget
     from site_recovery.vocabulary import RecoveryStage
 
 _OPTIONS = {RecoveryStep.FAILOVER: [ApprovalOption.FAIL_OVER, ApprovalOption.REJECT],
@@ -97,11 +99,14 @@ class RecoveryApprovalOperator(HITLOperator):
 
     def _body(self, context: Context, assessment: Any, stages: dict[str, RecoveryStage], waiting: list[str]) -> str:
         from site_recovery.failover import assessment_markdown, verification_markdown
+        from site_recovery.site import load_site_named
+        from site_recovery.tasks.recovery import pulled_checks, verify_task_ids
 
         if self.step == RecoveryStep.FAILOVER:
             return (assessment_markdown(assessment) + "\n\n**Fail over** starts the failover of "
                     f"{', '.join(waiting)}: production moves to the other site. **Reject** changes nothing.")
-        table = verification_markdown(stages, _verify_checks(context))
+        checks = pulled_checks(context["ti"], verify_task_ids(load_site_named(self.site_name)))
+        table = verification_markdown(stages, checks)
         if self.step == RecoveryStep.COMMIT:
             cancel = ("**Cancel failover** brings the VMs back to the site they left (their changes since are lost). "
                       if ApprovalOption.CANCEL in self.options else
@@ -140,14 +145,34 @@ class RecoveryApprovalOperator(HITLOperator):
         return approval
 
 
-def _verify_checks(context: Context) -> list[TestVmCheck]:
-    """What the verification of each recovered VM saw last (none before it ran)."""
-    from site_recovery.records import TestVmCheck
-    from site_recovery.tasks.recovery import VERIFY_TASK
+def decided_step(context: Context, step: RecoveryStep) -> RecoveryStep:
+    """The step a task carries out: the commit step does what its approver chose, commit or cancel the failover."""
+    if step != RecoveryStep.COMMIT:
+        return step
+    from site_recovery.records import RecoveryApproval
 
-    found = context["ti"].xcom_pull(task_ids=VERIFY_TASK, key="verify")
-    found = found if isinstance(found, list) else [found]
-    return [TestVmCheck.model_validate(check) for check in found if check]
+    pushed = context["ti"].xcom_pull(task_ids=approval_task_id(RecoveryStep.COMMIT), key="approval")
+    approval = RecoveryApproval.model_validate(pushed) if pushed else None
+    cancelled = approval is not None and approval.decision == ApprovalOption.CANCEL
+    return RecoveryStep.CANCEL if cancelled else RecoveryStep.COMMIT
+
+
+def failover_properties(direction: FailoverDirection, kind: FailoverKind, context: Context, *,
+                        plan: bool) -> dict[str, Any]:
+    """The ``properties`` of a failover request: the direction and, for an unplanned one, whether ASR may touch
+    the site the VMs leave (``sourceSiteOperations``: only when its VMM answered the assessment)."""
+    from site_recovery.failover import last_sync_runs
+    from site_recovery.tasks.recovery import pulled_assessment
+
+    specific: Any = ({"instanceType": "RecoveryPlanProviderSpecificFailoverInput"} if plan
+                     else {"instanceType": "ProviderSpecificFailoverInput"})
+    props: dict[str, Any] = {"failoverDirection": str(direction),
+                             "providerSpecificDetails": [specific] if plan else specific}
+    if kind != FailoverKind.PLANNED:
+        assessment = pulled_assessment(context["ti"])
+        answered = bool(assessment and assessment.source_vmm.answered)
+        props["sourceSiteOperations"] = "Required" if last_sync_runs(kind, answered) else "NotRequired"
+    return props
 
 
 class RecoveryStepOperator(VmOperator):
@@ -174,12 +199,12 @@ class RecoveryStepOperator(VmOperator):
 
     @sort_errors
     def execute(self, context: Context) -> str | None:
-        from site_recovery.failover import RUNS_AS, STARTS_AT, last_sync_runs, opposite, stage_of
+        from site_recovery.failover import RUNS_AS, STARTS_AT, opposite, stage_of
         from site_recovery.site import load_site_named
-        from site_recovery.tasks.recovery import pulled_assessment, recovery_hook
+        from site_recovery.tasks.recovery import recovery_hook
 
         site, t = load_site_named(self.site_name), self.vm_target
-        step = self._decided_step(context)
+        step = decided_step(context, self.step)
         hook, az = recovery_hook(site, self.direction, step), site.azure
         item = _item(hook, site, t)
         stage = stage_of(item, self.direction)
@@ -194,12 +219,7 @@ class RecoveryStepOperator(VmOperator):
         if step == RecoveryStep.FAILOVER:
             kind = FailoverKind(self.kind)
             planned = kind == FailoverKind.PLANNED
-            props: dict[str, Any] = {"failoverDirection": str(self.direction),
-                                     "providerSpecificDetails": {"instanceType": "ProviderSpecificFailoverInput"}}
-            if not planned:
-                assessment = pulled_assessment(context["ti"])
-                answered = bool(assessment and assessment.source_vmm.answered)
-                props["sourceSiteOperations"] = "Required" if last_sync_runs(kind, answered) else "NotRequired"
+            props = failover_properties(self.direction, kind, context, plan=False)
             self.log.info("%s failover of VM %r (%s).", "Planned" if planned else "Unplanned", t.vm, self.direction)
             return hook.failover(*args, planned=planned, failover_input={"properties": props})
         if step == RecoveryStep.COMMIT:
@@ -214,13 +234,135 @@ class RecoveryStepOperator(VmOperator):
             "failoverDirection": str(reverse),
             "providerSpecificDetails": {"instanceType": "ReverseReplicationProviderSpecificInput"}}})
 
-    def _decided_step(self, context: Context) -> RecoveryStep:
-        """The commit step does what its approver chose: commit, or cancel the failover."""
-        if self.step != RecoveryStep.COMMIT:
-            return self.step
-        from site_recovery.records import RecoveryApproval
 
-        pushed = context["ti"].xcom_pull(task_ids=approval_task_id(RecoveryStep.COMMIT), key="approval")
-        approval = RecoveryApproval.model_validate(pushed) if pushed else None
-        cancelled = approval is not None and approval.decision == ApprovalOption.CANCEL
-        return RecoveryStep.CANCEL if cancelled else RecoveryStep.COMMIT
+class RecoveryPlanStepOperator(BaseOperator):
+    """Carry out one step of a failover or failback for a whole recovery plan: one ASR job, its groups in order.
+
+    A plan the run was not asked for is skipped here, with all of its tasks after it. Otherwise the
+    step resumes where ASR stands, like :class:`RecoveryStepOperator` for one VM: the plan's
+    current job is adopted when it is this step's and still runs (a retry after a worker died, a
+    rerun after a refused manual action); otherwise it reads every member
+    (:func:`~site_recovery.failover.stage_of`): members all past the step are left alone (no
+    job), members all where the step starts have it started; members standing apart fail the
+    task, naming where each stands. The commit step carries out the approver's decision (commit, or cancel
+    the failover). Pushes the job's name as ``job_name`` and returns the plan's members
+    (:class:`~site_recovery.records.VmTarget`), as the drill's plan start does.
+
+    :param site_name: The site file, read again on the worker.
+    :param plan: The recovery plan's name, as the site file gives it.
+    :param direction: The recovery's direction.
+    :param step: The step: failover, commit (or cancel, as approved) or reprotect.
+    :param kind: Failover only: ``planned`` or ``unplanned`` (the run's param).
+    """
+
+    template_fields: Sequence[str] = ("kind",)
+    ui_color = "#0078d4"
+    ui_fgcolor = "#ffffff"
+
+    def __init__(self, *, site_name: str, plan: str, direction: FailoverDirection, step: RecoveryStep,
+                 kind: str = FailoverKind.PLANNED, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.site_name, self.plan = site_name, plan
+        self.direction, self.step, self.kind = FailoverDirection(direction), RecoveryStep(step), kind
+
+    @sort_errors
+    def execute(self, context: Context) -> list[VmTarget]:
+        from airflow.sdk.exceptions import AirflowSkipException
+        from site_recovery.tasks.recovery import pulled_assessment
+
+        assessment = pulled_assessment(context["ti"])
+        if assessment is None or not assessment.has_plan(self.plan):
+            raise AirflowSkipException(f"Recovery plan {self.plan} is not in this run (the 'plans' param).")
+        members = [vm.target for vm in assessment.members(self.plan)]
+        context["ti"].xcom_push(key="job_name", value=self._start(context, members))
+        return members
+
+    def _start(self, context: Context, members: list[VmTarget]) -> str | None:
+        from site_recovery.failover import RUNS_AS, STARTS_AT, running_stage, stage_of
+        from site_recovery.hooks.asr import summarize_job
+        from site_recovery.site import load_site_named
+        from site_recovery.tasks.recovery import recovery_hook
+
+        site, step = load_site_named(self.site_name), decided_step(context, self.step)
+        hook, az = recovery_hook(site, self.direction, step), site.azure
+        held = hook.get_recovery_plan_or_none(az.resource_group, az.vault_name, self.plan)
+        if held is not None and held.scenario_job:  # the plan's own job, whatever its members show meanwhile
+            job = summarize_job(hook.get_job(az.resource_group, az.vault_name, held.scenario_job))
+            if running_stage(job.scenario_name) == RUNS_AS[step] and not job.ended:
+                self.log.info("Recovery plan %r: its %s is already running (job %s); waiting on it.", self.plan,
+                              step, job.name)
+                return job.name
+        items = {t.vm: _item(hook, site, t) for t in members}
+        stages = {vm: stage_of(item, self.direction) for vm, item in items.items()}
+        where = ", ".join(f"{vm}: {stage}" for vm, stage in stages.items())
+        distinct = set(stages.values())
+        if distinct == {RUNS_AS[step]}:
+            raise RecoveryFailed(f"Recovery plan {self.plan}: its VMs are in a {step} ({where}) that is not the "
+                                 "plan's job; wait for it to end, then rerun.")
+        if distinct != {STARTS_AT[step]}:
+            if distinct & {STARTS_AT[step], RUNS_AS[step]}:
+                raise RecoveryFailed(f"Recovery plan {self.plan}: its VMs stand apart ({where}), so the plan cannot "
+                                     f"take the {step} as one job; recover them one by one with the 'vms' param.")
+            self.log.info("Recovery plan %r: no %s to start (%s).", self.plan, step, where)
+            return None
+        args = (az.resource_group, az.vault_name, self.plan)
+        if step == RecoveryStep.FAILOVER:
+            kind = FailoverKind(self.kind)
+            props = failover_properties(self.direction, kind, context, plan=True)
+            self.log.info("%s failover of recovery plan %r (%s): %s.", str(kind).capitalize(), self.plan,
+                          self.direction, ", ".join(stages))
+            return hook.recovery_plan_failover(*args, planned=kind == FailoverKind.PLANNED,
+                                               failover_input={"properties": props})
+        if step == RecoveryStep.COMMIT:
+            self.log.info("Committing the failover of recovery plan %r.", self.plan)
+            return hook.recovery_plan_commit(*args)
+        if step == RecoveryStep.CANCEL:
+            self.log.info("Cancelling the failover of recovery plan %r: its VMs go back to the site they left.",
+                          self.plan)
+            return hook.recovery_plan_cancel_failover(*args)
+        self.log.info("Reprotecting recovery plan %r: ASR reverses each member's replication.", self.plan)
+        return hook.recovery_plan_reprotect(*args)
+
+
+class RecoveryManualActionOperator(ManualActionOperator):
+    """A recovery plan's manual action met by its real failover or failback: a person confirms, the job goes on.
+
+    The drill's required action (:class:`~site_recovery.operators.drill.ManualActionOperator`)
+    with a real recovery's rules: a person always answers (no unattended confirmation), and a
+    refusal, or no answer in time, fails the run with the plan's job left suspended at the action
+    (nothing is undone in production), so a rerun adopts the job and asks again. The job is
+    resumed through the failover step's request guard.
+
+    :param direction: The recovery's direction.
+    """
+
+    what = "The failover"
+    refused_means = ("stops the run; the plan's job stays suspended at this action and a rerun of the DAG asks "
+                     "again.")
+
+    def __init__(self, *, direction: FailoverDirection, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.direction = FailoverDirection(direction)
+
+    def execute(self, context: Context) -> Any:
+        if not self.reached or self.reached == "None":
+            self.log.info("Recovery plan %s: its failover job does not wait at %r in this run (it ran in an earlier "
+                          "run, or this kind of failover does not meet the action); nothing to confirm.", self.plan,
+                          self.action)
+            return None
+        before = self.answered_before(context)
+        if before is not None:
+            return before
+        return HITLOperator.execute(self, context)
+
+    def refusal(self, what: str) -> Exception:
+        return ApprovalRefused(f"Recovery plan {self.plan}: {what}. The plan's failover job stays suspended there; "
+                               "rerun the DAG to answer again.")
+
+    def resume_job(self, comment: str) -> None:
+        from site_recovery.site import load_site_named
+        from site_recovery.tasks.recovery import recovery_hook
+
+        site = load_site_named(self.site_name)
+        recovery_hook(site, self.direction, RecoveryStep.FAILOVER).resume_job(
+            site.azure.resource_group, site.azure.vault_name, self.job_name, comment)

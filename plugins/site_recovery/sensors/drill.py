@@ -210,12 +210,24 @@ class PlanCheckSensor(TestVmVerifiedSensor):
     def probes(self) -> list[Probe]:
         return [self.action.probe]
 
-    def verified(self, context: Context, check: TestVmCheck) -> None:
-        from site_recovery.tasks.drill import resume_plan_job, run_label
+    def poke(self, context: Context) -> bool | PokeReturnValue:
+        job = self._job()
+        if job is not None and job.passed(self.check):  # a rerun adopted the job after the check had passed
+            self.log.info("ASR job %s is past the check %r already: nothing to probe.", self.job_name, self.check)
+            return PokeReturnValue(is_done=True, xcom_value=None)
+        return super().poke(context)
 
-        resume_plan_job(self.site, self.job_name, f"{self.check}: Airflow check passed in {run_label(context)} "
-                                                  f"({'; '.join(p.detail for p in check.probes)})")
+    def verified(self, context: Context, check: TestVmCheck) -> None:
+        from site_recovery.tasks.drill import run_label
+
+        self.resume_job(f"{self.check}: Airflow check passed in {run_label(context)} "
+                        f"({'; '.join(p.detail for p in check.probes)})")
         self.log.info("Recovery plan %s: check %r passed; ASR job %s resumed.", self.plan, self.check, self.job_name)
+
+    def resume_job(self, comment: str) -> None:
+        from site_recovery.tasks.drill import resume_plan_job
+
+        resume_plan_job(self.site, self.job_name, comment)
 
 
 class PlanGroupSensor(AsrJobSensor):
@@ -226,7 +238,7 @@ class PlanGroupSensor(AsrJobSensor):
     group's members are verified then rather than after the whole job. It returns the drilled
     members of the group (the verification is mapped over them) and pushes the job as read then
     under ``job`` (it names the test VMs). Stopping it cancels the plan's job, as stopping any of the
-    drill's waits does.
+    drill's waits does (``cancel_on_kill``, which a real recovery turns off).
 
     :param group: The boot group's number (1 boots first), also its group id in ASR's job.
     :param vms: The group's VMs as the site file names them (their order is the mapping's).
@@ -235,14 +247,18 @@ class PlanGroupSensor(AsrJobSensor):
 
     template_fields: Sequence[str] = (*AsrJobSensor.template_fields, "members")
 
-    def __init__(self, *, group: int, vms: list[str], members: Any, **kwargs: Any) -> None:
-        super().__init__(until_group=str(group), cancel_on_kill=True, **kwargs)
+    def __init__(self, *, group: int, vms: list[str], members: Any, cancel_on_kill: bool = True,
+                 **kwargs: Any) -> None:
+        super().__init__(until_group=str(group), cancel_on_kill=cancel_on_kill, **kwargs)
         self.group, self.vms, self.members = group, vms, members
 
     def done(self, context: Context, job: JobSummary) -> list[VmTarget]:
+        context["ti"].xcom_push(key="job", value=job)
+        return self.members_of_group()
+
+    def members_of_group(self) -> list[VmTarget]:
         from site_recovery.records import VmTarget
 
-        context["ti"].xcom_push(key="job", value=job)
         by_vm = {member.vm.casefold(): member for member in
                  (VmTarget.model_validate(m) for m in self.members or [])}
         return [by_vm[vm.casefold()] for vm in self.vms if vm.casefold() in by_vm]

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from site_recovery.exceptions import RecoveryFailed
-from site_recovery.sensors.drill import TestVmVerifiedSensor
+from site_recovery.sensors.asr import OptionalAsrJobSensor
+from site_recovery.sensors.drill import PlanCheckSensor, PlanGroupSensor, TestVmVerifiedSensor
 from site_recovery.vocabulary import FailoverDirection
 
 if TYPE_CHECKING:
+    from airflow.sdk import Context
     from site_recovery.hooks.vmm import VmmScriptHook
 
 
@@ -48,3 +51,73 @@ class RecoveredVmVerifiedSensor(TestVmVerifiedSensor):
 
     def failed(self, message: str) -> Exception:
         return RecoveryFailed(message)
+
+
+class RecoveryPlanCheckSensor(PlanCheckSensor, RecoveredVmVerifiedSensor):
+    """
+    A recovery plan's Airflow-side check met by its real failover or failback: probe the recovered VM, then let
+    the plan's job go on.
+
+    The drill's check (:class:`~site_recovery.sensors.drill.PlanCheckSensor`) looking at the VM
+    itself on the site it went to, as :class:`RecoveredVmVerifiedSensor` does, and resuming the job
+    through the failover step's request guard. A failed probe, or a VM not healthy within
+    ``failover.verify_timeout``, fails the run with the job left suspended at the check, so a rerun
+    adopts it and probes again. Nothing to do when the plan's failover ran in an earlier run.
+    """
+
+    noun, timeout_setting = "recovered VM", "failover.verify_timeout"
+
+    def execute(self, context: Context) -> Any:
+        if self._job() is None:
+            self.log.info("Recovery plan %s: its failover job does not wait at %r in this run (it ran in an earlier "
+                          "run); nothing to check.", self.plan, self.check)
+            return None
+        return super().execute(context)
+
+    def resume_job(self, comment: str) -> None:
+        from site_recovery.tasks.recovery import recovery_hook
+        from site_recovery.vocabulary import RecoveryStep
+
+        az = self.site.azure
+        recovery_hook(self.site, self.direction, RecoveryStep.FAILOVER).resume_job(
+            az.resource_group, az.vault_name, self.job_name, comment)
+
+
+class RecoveryPlanPauseSensor(OptionalAsrJobSensor):
+    """Wait until a recovery plan's failover job waits at one manual action or Airflow check.
+
+    Done at once, returning None, when the plan's failover ran in an earlier run (no job) or when
+    this run's kind of failover does not meet the action (the site file's ``failover_types``; the
+    kind is the run's param); the pause's answer then has nothing to do. Otherwise the wait of
+    :class:`~site_recovery.sensors.asr.AsrJobSensor` with ``suspend_at``.
+
+    :param kind: The run's failover kind (``planned``/``unplanned``; templated).
+    :param failover_types: The failover types the action runs in.
+    """
+
+    template_fields: Sequence[str] = (*OptionalAsrJobSensor.template_fields, "kind")
+
+    def __init__(self, *, kind: str, failover_types: list[str], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.kind, self.failover_types = kind, list(failover_types)
+
+    def execute(self, context: Context) -> Any:
+        if str(self.kind) not in self.failover_types:
+            self.log.info("A %s failover does not meet %r (it runs in: %s).", self.kind, self.suspend_at,
+                          ", ".join(self.failover_types))
+            return None
+        return super().execute(context)
+
+
+class RecoveryPlanGroupSensor(PlanGroupSensor):
+    """:class:`~site_recovery.sensors.drill.PlanGroupSensor` on a plan's real failover job: never cancels the job,
+    and returns the group's members at once when the failover ran in an earlier run (they are verified again)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(cancel_on_kill=False, **kwargs)
+
+    def execute(self, context: Context) -> Any:
+        if not self.job_name or self.job_name == "None":
+            self.log.info("The plan's failover ran in an earlier run: group %s is up.", self.group)
+            return self.members_of_group()
+        return super().execute(context)

@@ -16,7 +16,7 @@ from site_recovery.tasks.common import mapped_xcoms, sort_errors
 
 if TYPE_CHECKING:
     from site_recovery.hooks.asr import AzureSiteRecoveryHook
-    from site_recovery.records import RecoveryAssessment, VmmAnswer, VmTarget
+    from site_recovery.records import ManualActionOutcome, RecoveryAssessment, TestVmCheck, VmmAnswer, VmTarget
     from site_recovery.site import Site, VmmSite
     from site_recovery.vocabulary import FailoverDirection, RecoveryStep
 
@@ -28,6 +28,7 @@ ASSESS_TASK = "assess"
 #: the mapped task group of the failover per VM, and its verification task
 FAILOVER_GROUP, COMMIT_GROUP, REPROTECT_GROUP = "fail_over_vm", "commit_vm", "reprotect_vm"
 VERIFY_TASK = f"{FAILOVER_GROUP}.verify"
+
 #: Seconds the assessment gives a VMM server to answer (a dead one is given up on after about six times this).
 REACHABILITY_READ_TIMEOUT = 10
 
@@ -38,6 +39,21 @@ def recovery_hook(site: Site, direction: FailoverDirection, *steps: RecoveryStep
     from site_recovery.hooks.asr import AzureSiteRecoveryHook
 
     return AzureSiteRecoveryHook(azure_conn_id=site.azure.conn_id, request_guard=recovery_guard(direction, *steps))
+
+
+def recovery_plan_group(plan: str) -> str:
+    """The task group of one recovery plan in a failover or failback DAG."""
+    from site_recovery.site_dags import slug
+
+    return f"plan_{slug(plan)}"
+
+
+def verify_task_ids(site: Site) -> list[str]:
+    """Every task that verifies recovered VMs: the one-by-one VMs', then each plan's per boot group."""
+    from site_recovery.site_dags import group_task_ids
+
+    return [VERIFY_TASK, *(f"{recovery_plan_group(plan.name)}.{group_task_ids(group.group)[1]}"
+                           for plan in site.recovery_plans for group in plan.groups)]
 
 
 def family_of(direction: FailoverDirection) -> str:
@@ -80,19 +96,22 @@ def _busy_runs(ti: Any, site: Site, own: str) -> dict[str, int]:
 def assess(site_name: str, direction: str) -> list[VmTarget]:
     """Step 1 of a recovery, no change: where each named VM stands, what a failover would lose, who answers.
 
-    Reads every protected VM of the site's paired clouds, asks both VMM servers for their inventory
+    Reads every protected VM of the site's paired clouds (the VMs named one by one, and the members
+    of each recovery plan named, which must exist in the site file and the vault and whose members
+    must stand at one stage: a plan's step is one ASR job), asks both VMM servers for their inventory
     (the one the recovery leaves must answer for a planned failover; for an unplanned one its
     silence is what a site outage looks like), and counts the site's active drill, failover and
     failback runs. Logs the assessment as a table and pushes it as ``assessment`` (a
     :class:`~site_recovery.records.RecoveryAssessment`, which the failover approval shows). Any
     problem (a wrong confirmation, an unknown VM, a VM in a state the recovery cannot start from,
     a concurrent run, a planned failover whose source site does not answer) fails the run here,
-    every problem named, before anything changes. Returns the VMs, as mapped tasks' targets.
+    every problem named, before anything changes. Returns the VMs named one by one, as mapped tasks'
+    targets (each plan's task group reads its members from the assessment).
     """
     from site_recovery.drill import utc_now
-    from site_recovery.failover import assess_vm, assessment_markdown, run_problems, sides
+    from site_recovery.failover import assess_vm, assessment_markdown, plan_stage_problems, run_problems, sides
     from site_recovery.pairings import protected_items_in_scope
-    from site_recovery.records import RecoveryAssessment, VmTarget
+    from site_recovery.records import RecoveryAssessment, RecoveryVm, VmTarget
     from site_recovery.site import load_site_named
     from site_recovery.vocabulary import FailoverDirection, FailoverKind
 
@@ -101,36 +120,50 @@ def assess(site_name: str, direction: str) -> list[VmTarget]:
     site, direction = load_site_named(site_name), FailoverDirection(direction)
     kind = FailoverKind(params.get("kind") or FailoverKind.PLANNED)
     requested = [name.strip() for name in params.get("vms") or [] if name and name.strip()]
+    requested_plans = [name.strip() for name in params.get("plans") or [] if name and name.strip()]
     leaves, goes_to = (getattr(site, side) for side in sides(direction))
     source, target = vmm_answer(leaves), vmm_answer(goes_to)
     log.info("VMM server of the site the recovery leaves: %s %s (%s).", source.server,
              "answers" if source.answered else "does not answer", source.detail)
-    items = protected_items_in_scope(recovery_hook(site, direction), site)
+    hook = recovery_hook(site, direction)
+    items = protected_items_in_scope(hook, site)
     now, by_name = utc_now(), {(item.vm or item.name).casefold(): (cloud, item) for cloud, item in items}
-    vms = []
-    for name in requested:
+
+    def assessed(name: str, plan: str | None = None) -> RecoveryVm | None:
         found = by_name.get(name.casefold())
         if found is None:
-            continue  # named by run_problems
+            return None  # named by run_problems (one by one) or plan_stage_problems (a plan's member)
         cloud, item = found
         vm_target = VmTarget(vm=item.vm or name, cloud=cloud.cloud, fabric=cloud.fabric, container=cloud.container,
                              item_name=item.name, item_id=item.id, protectable_item_id=item.protectable_item_id,
                              policy_id=cloud.policy_id)
-        vms.append(assess_vm(item, vm_target, direction, kind, now))
+        return assess_vm(item, vm_target, direction, kind, now).model_copy(update={"plan": plan})
+
+    vms = [vm for vm in map(assessed, requested) if vm is not None]
+    in_file = {plan.name.casefold(): plan for plan in site.recovery_plans}
+    plans = [in_file[name.casefold()] for name in requested_plans if name.casefold() in in_file]
+    in_vault = [plan.name for plan in plans
+                if hook.get_recovery_plan_or_none(site.azure.resource_group, site.azure.vault_name, plan.name)]
+    plan_problems = []
+    for plan in plans:
+        members = [vm for vm in (assessed(name, plan.name) for name in plan.vms) if vm is not None]
+        vms += members
+        plan_problems += plan_stage_problems(plan.name, members, plan.vms)
     assessment = RecoveryAssessment(
         site=site.name, direction=direction, kind=kind, assessed_at=now, source_vmm=source, target_vmm=target,
-        vms=vms, problems=run_problems(
+        vms=vms, plans=[plan.name for plan in plans], problems=run_problems(
             site=site.name, confirmation=str(params.get("confirm_site") or ""), approvers=site.failover.approvers,
             requested=requested, known=[item.vm or item.name for _, item in items],
             busy_runs=_busy_runs(context["ti"], site, context["dag"].dag_id), kind=kind,
-            source_answered=source.answered))
+            source_answered=source.answered, requested_plans=requested_plans,
+            plans={plan.name: plan.vms for plan in site.recovery_plans}, vault_plans=in_vault) + plan_problems)
     context["ti"].xcom_push(key="assessment", value=assessment)
     log.info("Assessment:\n%s", assessment_markdown(assessment))
     problems = assessment.all_problems()
     if problems:
         raise RecoveryRefused("The recovery cannot start; nothing was changed:\n"
                               + "\n".join(f"- {problem}" for problem in problems))
-    return [vm.target for vm in vms]
+    return [vm.target for vm in vms if vm.plan is None]
 
 
 # -------------------------------------------------------------------------------- the report
@@ -147,6 +180,7 @@ def recovery_report(site_name: str, direction: str) -> dict[str, str]:
     from site_recovery.records import (
         JobSummary,
         RecoveryApproval,
+        RecoveryPlanResult,
         RecoveryReport,
         RecoveryVmResult,
         TestVmCheck,
@@ -171,24 +205,39 @@ def recovery_report(site_name: str, direction: str) -> dict[str, str]:
     approved_at = by_step[RecoveryStep.FAILOVER].at if RecoveryStep.FAILOVER in by_step else None
     leaves, goes_to = sides(direction)
     vms_assessed = assessment.vms if assessment else []
-    count = len(vms_assessed)
+    one_by_one = [vm for vm in vms_assessed if vm.plan is None]  # the mapped tasks' targets, in their order
+    count = len(one_by_one)
 
     def jobs(task_id: str) -> list[JobSummary | None]:
         return [None if value is None else JobSummary.model_validate(value)
                 for value in mapped_xcoms(ti, task_id, count)]
 
+    def plan_job(plan: str, task_id: str) -> JobSummary | None:
+        value = ti.xcom_pull(task_ids=f"{recovery_plan_group(plan)}.{task_id}")
+        return None if value is None else JobSummary.model_validate(value)
+
     failovers, commits, reprotects = (jobs(f"{FAILOVER_GROUP}.wait_failover"), jobs(f"{COMMIT_GROUP}.wait_commit"),
                                       jobs(f"{REPROTECT_GROUP}.wait_reprotect"))
     checks = [None if value is None else TestVmCheck.model_validate(value)
               for value in mapped_xcoms(ti, VERIFY_TASK, count, key="verify")]
+    plan_jobs = {plan: [plan_job(plan, task_id) for task_id in ("wait_failover", "wait_commit", "wait_reprotect")]
+                 for plan in (assessment.plans if assessment else [])}
+    plan_checks = {check.vm_name.casefold(): check for check in pulled_checks(ti, verify_task_ids(site)[1:])
+                   if check.vm_name}
     hook, az = recovery_hook(site, direction), site.azure
     synced = last_sync_runs(kind, bool(assessment and assessment.source_vmm.answered))
     results = []
-    for i, assessed in enumerate(vms_assessed):
+    for assessed in vms_assessed:
         t = assessed.target
         item = summarize_protected_item(hook.get_protected_item(az.resource_group, az.vault_name, t.fabric,
                                                                 t.container, t.item_name))
-        stage, failover, check = stage_of(item, direction), failovers[i], checks[i]
+        if assessed.plan is None:
+            i = one_by_one.index(assessed)
+            failover, commit, reprotect, check = failovers[i], commits[i], reprotects[i], checks[i]
+        else:
+            failover, commit, reprotect = plan_jobs[assessed.plan]
+            check = plan_checks.get(t.vm.casefold())
+        stage = stage_of(item, direction)
         if failover is None:  # not failed over by this run (refused, rejected, or done by an earlier run)
             point, lost = None, None
         elif synced:  # the VMs shut down and a last sync ran as the failover started
@@ -204,11 +253,52 @@ def recovery_report(site_name: str, direction: str) -> dict[str, str]:
             replication_health=item.replication_health, active_location=item.active_location,
             replication_direction=replicating or "not replicating", recovery_point_time=point, data_loss_seconds=lost,
             rto_seconds=seconds_between(approved_at, check.verified_at) if check and check.ok else None,
-            verify=check, jobs=[job for job in (failover, commits[i], reprotects[i]) if job is not None]))
+            verify=check, plan=assessed.plan,
+            jobs=[job for job in (failover, commit, reprotect) if job is not None and assessed.plan is None]))
+    plans = [RecoveryPlanResult(plan=plan, vms=[vm.vm for vm in assessment.members(plan)],
+                                jobs=[job for job in plan_jobs[plan] if job is not None],
+                                actions=_plan_actions(ti, site.plan_named(plan), direction))
+             for plan in (assessment.plans if assessment else [])]
     completed, outcome = run_outcome(assessment, by_step, results)
     report = RecoveryReport(
         site=site.name, dag_id=context["dag"].dag_id, run_id=context["run_id"], direction=direction, kind=kind,
         started_at=context["dag_run"].start_date, ended_at=utc_now(), assessment=assessment, approvals=approvals,
-        vms=results, completed=completed, outcome=outcome)
+        vms=results, plans=plans, completed=completed, outcome=outcome)
     return write_recovery_report(reports_folder(), report)
 
+
+
+def pulled_checks(ti: Any, task_ids: list[str]) -> list[TestVmCheck]:
+    """What the verifications of ``task_ids`` (mapped or not) saw last of each VM (none before they ran)."""
+    from site_recovery.records import TestVmCheck
+
+    checks = []
+    for task_id in task_ids:
+        found = ti.xcom_pull(task_ids=task_id, key="verify")
+        checks += [TestVmCheck.model_validate(check) for check in (found if isinstance(found, list) else [found])
+                   if check]
+    return checks
+
+
+def _plan_actions(ti: Any, plan: Any, direction: FailoverDirection) -> list[ManualActionOutcome]:
+    """How each pause of a plan's failover job was answered: its manual actions, and its Airflow checks."""
+    from site_recovery.failover import site_file_direction
+    from site_recovery.records import ManualActionOutcome, TestVmCheck
+    from site_recovery.site import PlanAction
+    from site_recovery.site_dags import pause_task_id
+
+    outcomes = []
+    for step in plan.job_order(None, site_file_direction(direction)):
+        if not isinstance(step, PlanAction):
+            continue
+        found = ti.xcom_pull(task_ids=f"{recovery_plan_group(plan.name)}.{pause_task_id(step.kind, step.name)}",
+                             key="verify" if step.kind == "check" else "outcome")
+        if not found:
+            continue
+        if step.kind == "manual":
+            outcomes.append(ManualActionOutcome.model_validate(found))
+            continue
+        check = TestVmCheck.model_validate(found)
+        outcomes.append(ManualActionOutcome(plan=plan.name, action=step.name, confirmed=check.ok, by="Airflow check",
+                                            at=check.verified_at or check.ended_at, comment=check.detail))
+    return outcomes

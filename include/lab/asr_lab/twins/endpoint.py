@@ -3,7 +3,8 @@
 The VM is found as Get-TestVmStatus finds it (:mod:`asr_lab.twins.vmm_view`): a test failover
 VM exists on the recovery VMM server from the test failover until its cleanup, and has an
 address once it runs attached to a drill network. What answers on a port is what the estate
-says the replicated VM's guest listens on (``VirtualMachine.services``): a listed port accepts
+says the replicated VM's guest listens on (``VirtualMachine.services``), for a test VM and for
+the replica a failover started alike: a listed port accepts
 connections, an ``http`` one answers every GET with its status; any other port refuses. The
 details are the ones Windows PowerShell gives for the same outcomes.
 """
@@ -47,8 +48,10 @@ def _ipv4(vm: dict[str, Any]) -> str | None:
 
 
 def _services(lab: Any, site: Any, vm: dict[str, Any]) -> list[Service]:
-    """What the VM's guest listens on: a test VM runs its source VM's guest."""
+    """What the VM's guest listens on: a test VM, and a replica started by a failover, run their source VM's guest."""
     sources = {test["id"]: test["sourceVmId"] for test in test_vms_on(lab, site)}
+    sources.update({item.replica_vm_id: item.vm_id for vault in lab.backend.state.vaults.values()
+                    for item in vault.protected_items.values() if item.replica_vm_id})
     found = lab.estate.vm(sources.get(vm["id"], vm["id"]))
     return list(found[1].services) if found else []
 
