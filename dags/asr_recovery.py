@@ -2,7 +2,7 @@
 
 Two DAGs per file in include/sites, manual trigger only (never a schedule):
 
-* ``asr_failover__<site>``: the named VMs from the primary site to the recovery site, planned
+* ``asr_failover__<site>``: the named recovery plans and VMs from the primary site to the recovery site, planned
   (the primary site is up: its VMs shut down and a last sync runs, no data loss) or unplanned
   (the primary site is down: the VMs start from their newest recovery point);
 * ``asr_failback__<site>``: the same path back, a planned failover from the recovery site to
@@ -12,7 +12,8 @@ Each run: **assess** (no change; a wrong confirmation, an unknown VM, a VM ASR w
 take the step, a drill or another recovery of the site running, or a planned failover whose
 source site does not answer fails the run here, every problem named); **approve the failover**
 (one of the site file's ``failover.approvers``, having seen the assessment); **fail over** each
-VM and wait for its job; **verify** it on the site it went to (running, heartbeat,
+VM, and each plan as one job (its groups in boot order, its manual actions as required actions,
+its checks as probes), and wait for its job; **verify** each VM on the site it went to (running, heartbeat,
 ``drill.probes``); **approve the commit** (or the cancel, which brings the VMs back); **commit**;
 **approve the reprotect** once the site the VMs left is back; **reprotect** and wait until each
 VM is protected again, replicating the other way. A rejection, or no answer in time, stops the

@@ -107,3 +107,35 @@ def test_a_stopped_failover_reads_red_and_marks_the_unverified_vm(chromium, tmp_
     assert len(re.findall(r'<tr class="row-failed">', dom)) == 1
     row = png_rows(png, 12)[10]
     assert _reddish(row[WIDTH // 2]) and _reddish(row[4]), f"a stopped recovery is not red: {row[4]}"
+
+
+def test_a_plans_recovery_shows_its_members_answers_and_jobs(chromium, tmp_path):
+    from site_recovery.records import ManualActionOutcome, RecoveryPlanResult
+
+    base = report()
+    member = base.vms[0].model_copy(update={"plan": "order-portal", "jobs": []})
+    plan = RecoveryPlanResult(
+        plan="order-portal", vms=["SQL-PRD-01"], jobs=base.vms[0].jobs,
+        actions=[ManualActionOutcome(plan="order-portal", action="ERP database answers", confirmed=True,
+                                     by="Airflow check", at=_at(240), comment="tcp 1433 accepted"),
+                 ManualActionOutcome(plan="order-portal", action="Confirm licence server", confirmed=False,
+                                     by="m.jansen", at=_at(300), comment="rejected")])
+    page = tmp_path / "plans.html"
+    page.write_text(render_recovery_html(base.model_copy(update={"vms": [member, base.vms[1]], "plans": [plan]})),
+                    encoding="utf-8")
+
+    dom = _chromium(chromium, tmp_path, page, "--dump-dom")
+    png = _screenshot(chromium, tmp_path, page)
+    if os.environ.get("DRILL_REPORT_SCREENSHOT"):
+        Path(os.environ["DRILL_REPORT_SCREENSHOT"]).with_suffix(".recovery-plan.png").write_bytes(png)
+
+    table = re.search(r'<table[^>]*id="vm-table"[^>]*>.*?<tbody>(.*?)</tbody>', dom, re.S).group(1)
+    assert '<div class="sub">plan order-portal</div>' in table
+    plans = re.search(r'<section class="card wide" id="plans">(.*?)</section>', dom, re.S).group(1)
+    assert "<h3>order-portal · SQL-PRD-01</h3>" in plans
+    assert re.search(r"ERP database answers</td><td><span class=\"good-text\">[^<]+</span> Airflow check", plans)
+    assert re.search(r"Confirm licence server</td><td><span class=\"bad-text\">[^<]+</span> m.jansen", plans)
+    jobs = re.search(r'<section class="card wide" id="jobs">(.*?)</section>', dom, re.S).group(1)
+    assert len(re.findall(r"<h3>Recovery plan order-portal · ", jobs)) == 3  # the plan's jobs, once, as the plan's
+    assert len(re.findall(r"<h3>", jobs)) == 6
+    assert png_header(png)[:2] == (WIDTH, 1800)

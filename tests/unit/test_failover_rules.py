@@ -116,9 +116,9 @@ def test_every_run_problem_is_named_at_once():
     ]
     assert run_problems(site="lab", confirmation="lab", approvers=["admin"], requested=["lic-srv-01"],
                         known=["LIC-SRV-01"], busy_runs={}, kind=FailoverKind.UNPLANNED, source_answered=False) == []
-    assert "no VM or recovery plan named" in run_problems(site="lab", confirmation="lab", approvers=["admin"], requested=[],
-                                         known=["LIC-SRV-01"], busy_runs={}, kind=FailoverKind.PLANNED,
-                                         source_answered=True)[0]
+    assert "no VM or recovery plan named" in run_problems(
+        site="lab", confirmation="lab", approvers=["admin"], requested=[], known=["LIC-SRV-01"], busy_runs={},
+        kind=FailoverKind.PLANNED, source_answered=True)[0]
 
 
 def _body(direction: str | None) -> dict:

@@ -175,7 +175,8 @@ class ManualActionOperator(HITLOperator):
         """The outcome when the plan's job is past this action already (a rerun adopted it), else None."""
         from site_recovery.records import JobSummary, ManualActionOutcome
 
-        reached = JobSummary.model_validate(self.reached) if isinstance(self.reached, dict) else None
+        reached = (JobSummary.model_validate(self.reached) if self.reached and not isinstance(self.reached, str)
+                   else None)  # no wait ran, or a template pulling a missing XCom ("None")
         if reached is None or not reached.passed(self.action):
             return None
         self.log.info("ASR job %s is past %r already: nothing to confirm.", self.job_name, self.action)
