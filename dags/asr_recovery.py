@@ -98,8 +98,11 @@ def recover_plan(site, plan, direction: FailoverDirection, kind: str, approvals:
 
     The failover's chain follows the plan's job, as the drill's does: per boot group a wait until it
     is up and the verification of its members (while later groups boot); where the job pauses, a
-    required action (manual action) or a probe (Airflow check) that resumes it. Returns the tasks
-    the run's approvals come after: ``(first, before commit, before reprotect, last)``.
+    required action (manual action) or a probe (Airflow check) that resumes it. Returns where the
+    run's approvals fit: ``(failover, failed over, commit, committed, reprotect, replicating)``:
+    the failover approval goes before the first, the commit approval between the second (the
+    verifications and the job's wait) and the third, the reprotect approval between the fourth and
+    the fifth; the last is the plan's end.
     """
     from site_recovery.site import PlanAction  # loaded already: only a site file with plans gets here
 
@@ -118,7 +121,8 @@ def recover_plan(site, plan, direction: FailoverDirection, kind: str, approvals:
         def pause(action, previous):
             reached = RecoveryPlanPauseSensor(task_id=f"wait_for_{slug(action.name)}", job_name=job,
                                               suspend_at=action.name, kind=kind,
-                                              failover_types=action.failover_types, **job_waits)
+                                              failover_types=action.failover_types if action.kind == "manual"
+                                              else [str(k) for k in FailoverKind], **job_waits)
             if action.kind == "check":
                 answer = RecoveryPlanCheckSensor(task_id=pause_task_id(action.kind, action.name), plan=plan.name,
                                                  check=action.name, vm=plan.check_vm(action), job_name=job,
@@ -225,10 +229,10 @@ def build(site, direction: FailoverDirection) -> DAG:
                                 op_args=[site.name, str(direction)], trigger_rule="all_done", retries=1)
         ends = [reprotected]
         for plan in site.recovery_plans:
-            failed_over, verified, commit, committed, reprotect, replicating = recover_plan(
+            failover, failed_over, commit, committed, reprotect, replicating = recover_plan(
                 site, plan, direction, kind, approvals)
-            approve_failover >> failed_over
-            verified >> approve_commit >> commit
+            approve_failover >> failover
+            failed_over >> approve_commit >> commit
             committed >> approve_reprotect >> reprotect
             ends.append(replicating)
         # The report runs whatever happened and says where the run stopped; this leaf keeps a stopped run failed.

@@ -100,7 +100,7 @@ def drill_plan(site, plan, waits: dict):
             else:
                 step = ManualActionOperator(task_id=pause_task_id(action.kind, action.name), site_name=site.name,
                                             plan=plan.name, action=action.name, instructions=action.instructions,
-                                            approvers=action.approvers, job_name=job, reached=reached.output,
+                                            approvers=action.approvers, job_name=job,
                                             response_timeout=action.manual_timeout)
             previous >> reached >> step
             return step

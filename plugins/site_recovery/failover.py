@@ -9,7 +9,8 @@ Pure decisions on the hook's records, kept apart from the tasks so each rule is 
   found and named before anything changes;
 * the data a failover would lose (:func:`data_loss_seconds`);
 * the request guard of each step (:func:`recovery_guard`): a task may send exactly the writes
-  of its step, in its direction, and nothing else; a drill's guard
+  of its step, in its direction, and nothing else; a task answering a pause of a plan's job may
+  resume that job alone (:func:`resume_guard`); a drill's guard
   (:func:`site_recovery.drill.drill_may_send`) still refuses every one of them;
 * the assessment as the approver and the log read it (:func:`assessment_markdown`).
 
@@ -60,7 +61,7 @@ _DIRECTED = frozenset({"plannedfailover", "unplannedfailover", "reprotect"})
 _WRITE = re.compile(r"/(?:replicationProtectedItems|replicationRecoveryPlans)/[^/]+/(?P<action>[A-Za-z]+)$",
                     re.IGNORECASE)
 #: a plan's failover job resumed past a manual action or an Airflow check
-_RESUME = re.compile(r"/replicationJobs/[^/]+/resume$", re.IGNORECASE)
+_RESUME = re.compile(r"/replicationJobs/(?P<job>[^/]+)/resume$", re.IGNORECASE)
 
 #: The site a recovery in each direction leaves and the one it goes to (a protected item's ``activeLocation``).
 _LOCATIONS = {FailoverDirection.PRIMARY_TO_RECOVERY: ("Primary", "Recovery"),
@@ -80,6 +81,13 @@ _RUNNING = {Scenario.PLANNED_FAILOVER: RecoveryStage.FAILING_OVER,
 def running_stage(scenario: Any) -> RecoveryStage | None:
     """The stage a recovery step's running job puts its VMs in (None: not one of a recovery's steps)."""
     return _RUNNING.get(scenario) if isinstance(scenario, Scenario) else None
+
+
+def step_runs_on(step: RecoveryStep, direction: FailoverDirection) -> str:
+    """Where the VMs are active (``activeLocation``) while ``step`` of a recovery in ``direction`` runs: the site
+    they leave during the failover, the one they went to during the commit, cancel and reprotect."""
+    leaves, goes_to = _LOCATIONS[FailoverDirection(direction)]
+    return leaves if RecoveryStep(step) == RecoveryStep.FAILOVER else goes_to
 
 
 def opposite(direction: FailoverDirection) -> FailoverDirection:
@@ -276,21 +284,17 @@ def plan_stage_problems(plan: str, members: Iterable[RecoveryVm], expected: Iter
 def recovery_guard(direction: FailoverDirection, *steps: RecoveryStep) -> RequestGuard:
     """The request guard of a task that carries out ``steps`` of a recovery in ``direction``.
 
-    Reads pass. The failover step may also resume a job (a plan's failover job waiting at a manual
-    action or an Airflow check). Any other write passes only when it is one of the steps' POSTs on a
-    protected item or a recovery plan and, where the body names a direction, it is the step's: the failover in
+    Reads pass. A write passes only when it is one of the steps' POSTs on a protected item or a
+    recovery plan and, where the body names a direction, it is the step's: the failover in
     ``direction``, the reprotect in the opposite one (replication then flows from the site the
     VMs now run on). Everything else (job cancels, PUT/PATCH/DELETE, a test failover, the other
     direction) is refused.
     """
     direction = FailoverDirection(direction)
     actions = frozenset().union(*(STEP_ACTIONS[RecoveryStep(step)] for step in steps))
-    resumes = RecoveryStep.FAILOVER in steps
 
     def may_send(method: str, path: str, body: Mapping[str, Any] | None = None) -> bool:
         if method.upper() in ("GET", "HEAD", "OPTIONS"):
-            return True
-        if resumes and method.upper() == "POST" and _RESUME.search(path.split("?", 1)[0].rstrip("/")):
             return True
         found = _WRITE.search(path.split("?", 1)[0].rstrip("/"))
         if method.upper() != "POST" or found is None:
@@ -304,6 +308,24 @@ def recovery_guard(direction: FailoverDirection, *steps: RecoveryStep) -> Reques
         if action == "reprotect" and given is None and "/replicationrecoveryplans/" in path.casefold():
             return True  # a plan's reprotect has no body: ASR reverses each member from where it runs
         return given == (opposite(direction) if action == "reprotect" else direction)
+
+    return may_send
+
+
+def reads_only(method: str, path: str, body: Mapping[str, Any] | None = None) -> bool:
+    """The request guard of a task that only looks: reads pass, every write is refused."""
+    return method.upper() in ("GET", "HEAD", "OPTIONS")
+
+
+def resume_guard(job_name: str) -> RequestGuard:
+    """The request guard of a task that answers a pause of one plan's job: reads, and resuming that job alone."""
+    wanted = str(job_name).casefold()
+
+    def may_send(method: str, path: str, body: Mapping[str, Any] | None = None) -> bool:
+        if reads_only(method, path):
+            return True
+        found = _RESUME.search(path.split("?", 1)[0].rstrip("/"))
+        return method.upper() == "POST" and found is not None and found["job"].casefold() == wanted
 
     return may_send
 

@@ -16,9 +16,11 @@ from site_recovery.failover import (
     plan_stage,
     plan_stage_problems,
     recovery_guard,
+    resume_guard,
     run_outcome,
     run_problems,
     stage_of,
+    step_runs_on,
     verification_markdown,
     vm_problems,
 )
@@ -138,10 +140,8 @@ def _body(direction: str | None) -> dict:
     ((RecoveryStep.FAILOVER,), "POST", f"{RPI}/failoverCommit", None, False),
     ((RecoveryStep.FAILOVER,), "POST", f"{RPI}/testFailover", _body("PrimaryToRecovery"), False),
     ((RecoveryStep.FAILOVER,), "POST", "/subscriptions/s/.../vaults/v/replicationJobs/j1/cancel", None, False),
-    # a plan's failover job waits at its manual actions and checks: the failover step resumes it, no other step
-    ((RecoveryStep.FAILOVER,), "POST", "/subscriptions/s/.../vaults/v/replicationJobs/j1/resume", None, True),
-    ((RecoveryStep.COMMIT,), "POST", "/subscriptions/s/.../vaults/v/replicationJobs/j1/resume", None, False),
-    ((), "POST", "/subscriptions/s/.../vaults/v/replicationJobs/j1/resume", None, False),
+    # a plan's job is resumed only by the task answering its pause (resume_guard), never by a step
+    ((RecoveryStep.FAILOVER,), "POST", "/subscriptions/s/.../vaults/v/replicationJobs/j1/resume", None, False),
     ((RecoveryStep.COMMIT,), "POST", f"{RPI}/failoverCommit", None, True),
     ((RecoveryStep.COMMIT,), "POST", f"{RPI}/failoverCancel", None, False),
     ((RecoveryStep.CANCEL,), "POST", f"{RPI}/failoverCancel", None, True),
@@ -277,3 +277,20 @@ def test_a_plan_takes_a_step_as_one_job_only_when_its_members_stand_together():
         "recovery plan order-portal: its VMs stand at different stages (SQL-PRD-01: failed over, commit pending, "
         "APP-ERP-01: ready to fail over); recover them one by one with the 'vms' param",
     ]
+
+
+def test_a_pause_may_resume_its_plans_job_and_nothing_else():
+    guard = resume_guard("J1")
+    jobs = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.RecoveryServices/vaults/v/replicationJobs"
+    assert guard("GET", f"{jobs}/j2", None)
+    assert guard("POST", f"{jobs}/j1/resume?api-version=2025-08-01", {"properties": {"comments": "ok"}})
+    assert not guard("POST", f"{jobs}/j2/resume", None)  # another plan's job, or a drill's
+    assert not guard("POST", f"{jobs}/j1/cancel", None)
+    assert not guard("POST", f"{RPI}/plannedFailover", _body("PrimaryToRecovery"))
+
+
+def test_a_step_runs_while_the_vms_are_active_where_it_starts():
+    assert step_runs_on(RecoveryStep.FAILOVER, P2R) == "Primary" and step_runs_on(RecoveryStep.FAILOVER, R2P) == \
+        "Recovery"
+    assert [step_runs_on(step, P2R) for step in (RecoveryStep.COMMIT, RecoveryStep.CANCEL, RecoveryStep.REPROTECT)] \
+        == ["Recovery"] * 3

@@ -178,11 +178,6 @@ PLAN_TASKS = [("Preflight", "Recovery plan preflight checks", "Succeeded"),
     ("Failed", PLAN_TASKS[:1], WaitReason.FAILED, "failed before reaching the manual action 'Confirm licence server'"),
     ("Succeeded", PLAN_TASKS[:1], WaitReason.FAILED,
      "succeeded before reaching the manual action 'Confirm licence server'"),
-    # a rerun adopting a job the action was answered in: past it, whether the job still runs or has ended
-    ("InProgress", [(n, f, "Succeeded" if s == "Suspended" else s) for n, f, s in PLAN_TASKS], WaitReason.SUCCEEDED,
-     "is past the manual action 'Confirm licence server' already"),
-    ("Succeeded", [(n, f, "Succeeded") for n, f, _ in PLAN_TASKS], WaitReason.SUCCEEDED,
-     "is past the manual action 'Confirm licence server' already"),
 ])
 def test_a_wait_for_a_manual_action_ends_when_the_job_waits_on_it(state, tasks, reason, says):
     event = job_event(summary_of(state, tasks=tasks), fail_on_partial_success=True, wait_on_suspended=False,

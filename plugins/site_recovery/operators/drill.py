@@ -134,18 +134,18 @@ class ManualActionOperator(HITLOperator):
     :param instructions: What the person must do (the site file's ``instructions``).
     :param approvers: Airflow user names who may answer; empty: anyone allowed to act on the run.
     :param job_name: The plan's test failover job (typically the start task's XCom).
-    :param reached: The job as the wait for this action last read it: a job past the action already
-        (a rerun that adopted it) is not asked about again.
     """
 
     CONFIRM, REJECT = "Confirm", "Reject"
-    template_fields: Sequence[str] = ("subject", "body", "job_name", "reached")
+    template_fields: Sequence[str] = ("subject", "body", "job_name")
     ui_color = "#f2c744"
-    #: what the plan's job runs, for the page a person answers
+    #: what the plan's job runs, and what a refusal does, for the page a person answers
     what = "The drill"
+    refused_means = "fails the drill; its cleanup then removes the test VMs."
 
     def __init__(self, *, site_name: str, plan: str, action: str, instructions: str, approvers: list[str],
-                 job_name: Any, reached: Any = None, **kwargs: Any) -> None:
+                 job_name: Any, what: str | None = None, **kwargs: Any) -> None:
+        self.what = what or self.what
         super().__init__(
             subject=f"Recovery plan {plan}: {action}", options=[self.CONFIRM, self.REJECT],
             body=(f"{self.what} of recovery plan **{plan}** waits for this manual action (the plan's ASR job is "
@@ -157,40 +157,21 @@ class ManualActionOperator(HITLOperator):
         self.plan = plan
         self.action = action
         self.job_name = job_name
-        self.reached = reached
-
-    #: what a refusal does, for the page and the error
-    refused_means = "fails the drill; its cleanup then removes the test VMs."
 
     def refusal(self, what: str) -> Exception:
+        """The error a refusal (or no answer) fails the task with."""
         return DrillFailed(f"Recovery plan {self.plan}: {what}; the drill fails and its cleanup removes the test VMs.")
 
     def resume_job(self, comment: str) -> None:
+        """Let the plan's job go on past the action, leaving ``comment`` on it in ASR."""
         from site_recovery.site import load_site_named
         from site_recovery.tasks.drill import resume_plan_job
 
         resume_plan_job(load_site_named(self.site_name), self.job_name, comment)
 
-    def answered_before(self, context: Context) -> Any:
-        """The outcome when the plan's job is past this action already (a rerun adopted it), else None."""
-        from site_recovery.records import JobSummary, ManualActionOutcome
-
-        reached = (JobSummary.model_validate(self.reached) if self.reached and not isinstance(self.reached, str)
-                   else None)  # no wait ran, or a template pulling a missing XCom ("None")
-        if reached is None or not reached.passed(self.action):
-            return None
-        self.log.info("ASR job %s is past %r already: nothing to confirm.", self.job_name, self.action)
-        outcome = ManualActionOutcome(plan=self.plan, action=self.action, confirmed=True,
-                                      comment="answered before (the job was past it when this run adopted it)")
-        self._push(context, outcome)
-        return outcome
-
     def execute(self, context: Context) -> Any:
         from site_recovery.tasks.drill import pulled_gate
 
-        before = self.answered_before(context)
-        if before is not None:
-            return before
         gate = pulled_gate(context["ti"])
         target = gate.plan(self.plan) if gate else None
         if target is not None and target.auto_confirm:

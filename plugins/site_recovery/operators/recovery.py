@@ -1,5 +1,5 @@
 """The operators of a real recovery (failover, failback): a named person's approval of each irreversible step,
-and the step itself per VM, resumed where ASR stands.
+the step itself per VM and per recovery plan, resumed where ASR stands, and a plan's manual actions.
 
 Each step's ASR client may send only that step's writes, in the run's direction
 (:func:`~site_recovery.tasks.recovery.recovery_hook`).
@@ -278,21 +278,24 @@ class RecoveryPlanStepOperator(BaseOperator):
         return members
 
     def _start(self, context: Context, members: list[VmTarget]) -> str | None:
-        from site_recovery.failover import RUNS_AS, STARTS_AT, running_stage, stage_of
+        from site_recovery.failover import RUNS_AS, STARTS_AT, running_stage, stage_of, step_runs_on
         from site_recovery.hooks.asr import summarize_job
         from site_recovery.site import load_site_named
         from site_recovery.tasks.recovery import recovery_hook
 
         site, step = load_site_named(self.site_name), decided_step(context, self.step)
         hook, az = recovery_hook(site, self.direction, step), site.azure
+        items = {t.vm: _item(hook, site, t) for t in members}
         held = hook.get_recovery_plan_or_none(az.resource_group, az.vault_name, self.plan)
         if held is not None and held.scenario_job:  # the plan's own job, whatever its members show meanwhile
             job = summarize_job(hook.get_job(az.resource_group, az.vault_name, held.scenario_job))
-            if running_stage(job.scenario_name) == RUNS_AS[step] and not job.ended:
+            # ...if it is this step's, and in this run's direction: the VMs are active where the step runs
+            where = step_runs_on(step, self.direction)
+            if (running_stage(job.scenario_name) == RUNS_AS[step] and not job.ended
+                    and all(item.active_location == where for item in items.values())):
                 self.log.info("Recovery plan %r: its %s is already running (job %s); waiting on it.", self.plan,
                               step, job.name)
                 return job.name
-        items = {t.vm: _item(hook, site, t) for t in members}
         stages = {vm: stage_of(item, self.direction) for vm, item in items.items()}
         where = ", ".join(f"{vm}: {stage}" for vm, stage in stages.items())
         distinct = set(stages.values())
@@ -330,39 +333,52 @@ class RecoveryManualActionOperator(ManualActionOperator):
     The drill's required action (:class:`~site_recovery.operators.drill.ManualActionOperator`)
     with a real recovery's rules: a person always answers (no unattended confirmation), and a
     refusal, or no answer in time, fails the run with the plan's job left suspended at the action
-    (nothing is undone in production), so a rerun adopts the job and asks again. The job is
-    resumed through the failover step's request guard.
+    (nothing is undone in production), so a rerun adopts the job and asks again. Nothing to ask
+    when the job does not wait at the action in this run (its wait returned nothing), or is past
+    it already (read from ASR now: a retry after the resume went through). The job is resumed
+    through a guard that lets this task resume that one job and send nothing else.
 
     :param direction: The recovery's direction.
+    :param reached: The job as the wait for this action read it (None: the job does not wait there).
     """
 
-    what = "The failover"
+    template_fields: Sequence[str] = (*ManualActionOperator.template_fields, "reached")
     refused_means = ("stops the run; the plan's job stays suspended at this action and a rerun of the DAG asks "
                      "again.")
 
-    def __init__(self, *, direction: FailoverDirection, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.direction = FailoverDirection(direction)
+    def __init__(self, *, direction: FailoverDirection, reached: Any = None, **kwargs: Any) -> None:
+        direction = FailoverDirection(direction)
+        failback = direction == FailoverDirection.RECOVERY_TO_PRIMARY
+        super().__init__(what="The failback" if failback else "The failover", **kwargs)
+        self.direction, self.reached = direction, reached
 
     def execute(self, context: Context) -> Any:
+        from site_recovery.drill import utc_now
+        from site_recovery.records import ManualActionOutcome
+        from site_recovery.site import load_site_named
+        from site_recovery.tasks.recovery import live_job
+
         if not self.reached or self.reached == "None":
-            self.log.info("Recovery plan %s: its failover job does not wait at %r in this run (it ran in an earlier "
+            self.log.info("Recovery plan %s: its job does not wait at %r in this run (the %s ran in an earlier "
                           "run, or this kind of failover does not meet the action); nothing to confirm.", self.plan,
-                          self.action)
+                          self.action, self.what.split()[-1])
             return None
-        before = self.answered_before(context)
-        if before is not None:
-            return before
+        if live_job(load_site_named(self.site_name), self.job_name).passed(self.action):
+            self.log.info("ASR job %s is past %r already: nothing to confirm.", self.job_name, self.action)
+            outcome = ManualActionOutcome(plan=self.plan, action=self.action, confirmed=True, at=utc_now(),
+                                          comment="answered before: the job was past it when this task ran")
+            self._push(context, outcome)
+            return outcome
         return HITLOperator.execute(self, context)
 
     def refusal(self, what: str) -> Exception:
-        return ApprovalRefused(f"Recovery plan {self.plan}: {what}. The plan's failover job stays suspended there; "
+        return ApprovalRefused(f"Recovery plan {self.plan}: {what}. The plan's job stays suspended there; "
                                "rerun the DAG to answer again.")
 
     def resume_job(self, comment: str) -> None:
         from site_recovery.site import load_site_named
-        from site_recovery.tasks.recovery import recovery_hook
+        from site_recovery.tasks.recovery import resume_hook
 
         site = load_site_named(self.site_name)
-        recovery_hook(site, self.direction, RecoveryStep.FAILOVER).resume_job(
-            site.azure.resource_group, site.azure.vault_name, self.job_name, comment)
+        resume_hook(site, self.job_name).resume_job(site.azure.resource_group, site.azure.vault_name, self.job_name,
+                                                    comment)

@@ -210,13 +210,6 @@ class PlanCheckSensor(TestVmVerifiedSensor):
     def probes(self) -> list[Probe]:
         return [self.action.probe]
 
-    def poke(self, context: Context) -> bool | PokeReturnValue:
-        job = self._job()
-        if job is not None and job.passed(self.check):  # a rerun adopted the job after the check had passed
-            self.log.info("ASR job %s is past the check %r already: nothing to probe.", self.job_name, self.check)
-            return PokeReturnValue(is_done=True, xcom_value=None)
-        return super().poke(context)
-
     def verified(self, context: Context, check: TestVmCheck) -> None:
         from site_recovery.tasks.drill import run_label
 
@@ -225,6 +218,7 @@ class PlanCheckSensor(TestVmVerifiedSensor):
         self.log.info("Recovery plan %s: check %r passed; ASR job %s resumed.", self.plan, self.check, self.job_name)
 
     def resume_job(self, comment: str) -> None:
+        """Let the plan's job go on past the check, leaving ``comment`` on it in ASR."""
         from site_recovery.tasks.drill import resume_plan_job
 
         resume_plan_job(self.site, self.job_name, comment)

@@ -11,6 +11,8 @@ from site_recovery.sensors.asr import OptionalAsrJobSensor
 from site_recovery.sensors.drill import PlanCheckSensor, PlanGroupSensor, TestVmVerifiedSensor
 from site_recovery.vocabulary import FailoverDirection
 
+from airflow.sdk import PokeReturnValue
+
 if TYPE_CHECKING:
     from airflow.sdk import Context
     from site_recovery.hooks.vmm import VmmScriptHook
@@ -60,39 +62,48 @@ class RecoveryPlanCheckSensor(PlanCheckSensor, RecoveredVmVerifiedSensor):
 
     The drill's check (:class:`~site_recovery.sensors.drill.PlanCheckSensor`) looking at the VM
     itself on the site it went to, as :class:`RecoveredVmVerifiedSensor` does, and resuming the job
-    through the failover step's request guard. A failed probe, or a VM not healthy within
-    ``failover.verify_timeout``, fails the run with the job left suspended at the check, so a rerun
-    adopts it and probes again. Nothing to do when the plan's failover ran in an earlier run.
+    through a guard that lets it resume that one job alone. A failed probe, or a VM not healthy
+    within ``failover.verify_timeout``, fails the run with the job left suspended at the check, so
+    a rerun adopts it and probes again. Nothing to do when the job does not wait at the check in
+    this run (its wait returned nothing), or is past it already (read from ASR at each look: a
+    retry after the resume went through).
     """
 
     noun, timeout_setting = "recovered VM", "failover.verify_timeout"
 
     def execute(self, context: Context) -> Any:
         if self._job() is None:
-            self.log.info("Recovery plan %s: its failover job does not wait at %r in this run (it ran in an earlier "
-                          "run); nothing to check.", self.plan, self.check)
+            self.log.info("Recovery plan %s: its job does not wait at %r in this run (it ran in an earlier run); "
+                          "nothing to check.", self.plan, self.check)
             return None
         return super().execute(context)
 
+    def poke(self, context: Context) -> bool | PokeReturnValue:
+        from site_recovery.tasks.recovery import live_job
+
+        if live_job(self.site, self.job_name).passed(self.check):
+            self.log.info("ASR job %s is past the check %r already: nothing to probe.", self.job_name, self.check)
+            return PokeReturnValue(is_done=True, xcom_value=None)
+        return super().poke(context)
+
     def resume_job(self, comment: str) -> None:
-        from site_recovery.tasks.recovery import recovery_hook
-        from site_recovery.vocabulary import RecoveryStep
+        from site_recovery.tasks.recovery import resume_hook
 
         az = self.site.azure
-        recovery_hook(self.site, self.direction, RecoveryStep.FAILOVER).resume_job(
-            az.resource_group, az.vault_name, self.job_name, comment)
+        resume_hook(self.site, self.job_name).resume_job(az.resource_group, az.vault_name, self.job_name, comment)
 
 
 class RecoveryPlanPauseSensor(OptionalAsrJobSensor):
     """Wait until a recovery plan's failover job waits at one manual action or Airflow check.
 
     Done at once, returning None, when the plan's failover ran in an earlier run (no job) or when
-    this run's kind of failover does not meet the action (the site file's ``failover_types``; the
-    kind is the run's param); the pause's answer then has nothing to do. Otherwise the wait of
-    :class:`~site_recovery.sensors.asr.AsrJobSensor` with ``suspend_at``.
+    this run's kind of failover does not meet the manual action (the site file's
+    ``failover_types``; a check is met by every failover); the pause's answer then has nothing
+    to do. Done at once with the job when it is past the pause already (a rerun that adopted the
+    job). Otherwise the wait of :class:`~site_recovery.sensors.asr.AsrJobSensor` with ``suspend_at``.
 
     :param kind: The run's failover kind (``planned``/``unplanned``; templated).
-    :param failover_types: The failover types the action runs in.
+    :param failover_types: The failover types the manual action runs in (all, for a check).
     """
 
     template_fields: Sequence[str] = (*OptionalAsrJobSensor.template_fields, "kind")
@@ -102,10 +113,17 @@ class RecoveryPlanPauseSensor(OptionalAsrJobSensor):
         self.kind, self.failover_types = kind, list(failover_types)
 
     def execute(self, context: Context) -> Any:
+        from site_recovery.hooks.asr import summarize_job
+
         if str(self.kind) not in self.failover_types:
             self.log.info("A %s failover does not meet %r (it runs in: %s).", self.kind, self.suspend_at,
                           ", ".join(self.failover_types))
             return None
+        if self.job_name and self.job_name != "None":
+            job = summarize_job(self.hook.get_job(self.resource_group_name, self.vault_name, self.job_name))
+            if job.passed(self.suspend_at):
+                self.log.info("%s is past %r already.", job.label, self.suspend_at)
+                return job
         return super().execute(context)
 
 

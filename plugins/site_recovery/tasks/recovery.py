@@ -16,7 +16,15 @@ from site_recovery.tasks.common import mapped_xcoms, sort_errors
 
 if TYPE_CHECKING:
     from site_recovery.hooks.asr import AzureSiteRecoveryHook
-    from site_recovery.records import ManualActionOutcome, RecoveryAssessment, TestVmCheck, VmmAnswer, VmTarget
+    from site_recovery.records import (
+        JobSummary,
+        ManualActionOutcome,
+        RecoveryAssessment,
+        RecoveryVm,
+        TestVmCheck,
+        VmmAnswer,
+        VmTarget,
+    )
     from site_recovery.site import Site, VmmSite
     from site_recovery.vocabulary import FailoverDirection, RecoveryStep
 
@@ -39,6 +47,23 @@ def recovery_hook(site: Site, direction: FailoverDirection, *steps: RecoveryStep
     from site_recovery.hooks.asr import AzureSiteRecoveryHook
 
     return AzureSiteRecoveryHook(azure_conn_id=site.azure.conn_id, request_guard=recovery_guard(direction, *steps))
+
+
+def resume_hook(site: Site, job_name: str) -> AzureSiteRecoveryHook:
+    """An ASR hook that may read, and resume the plan job ``job_name`` past the pause it waits at, nothing else."""
+    from site_recovery.failover import resume_guard
+    from site_recovery.hooks.asr import AzureSiteRecoveryHook
+
+    return AzureSiteRecoveryHook(azure_conn_id=site.azure.conn_id, request_guard=resume_guard(job_name))
+
+
+def live_job(site: Site, job_name: str) -> JobSummary:
+    """The job as ASR shows it now (a pause's task reads it again: its wait's copy may be stale on a retry)."""
+    from site_recovery.failover import reads_only
+    from site_recovery.hooks.asr import AzureSiteRecoveryHook, summarize_job
+
+    hook = AzureSiteRecoveryHook(azure_conn_id=site.azure.conn_id, request_guard=reads_only)
+    return summarize_job(hook.get_job(site.azure.resource_group, site.azure.vault_name, job_name))
 
 
 def recovery_plan_group(plan: str) -> str:
@@ -111,7 +136,7 @@ def assess(site_name: str, direction: str) -> list[VmTarget]:
     from site_recovery.drill import utc_now
     from site_recovery.failover import assess_vm, assessment_markdown, plan_stage_problems, run_problems, sides
     from site_recovery.pairings import protected_items_in_scope
-    from site_recovery.records import RecoveryAssessment, RecoveryVm, VmTarget
+    from site_recovery.records import RecoveryAssessment, VmTarget
     from site_recovery.site import load_site_named
     from site_recovery.vocabulary import FailoverDirection, FailoverKind
 
@@ -141,14 +166,17 @@ def assess(site_name: str, direction: str) -> list[VmTarget]:
 
     vms = [vm for vm in map(assessed, requested) if vm is not None]
     in_file = {plan.name.casefold(): plan for plan in site.recovery_plans}
-    plans = [in_file[name.casefold()] for name in requested_plans if name.casefold() in in_file]
-    in_vault = [plan.name for plan in plans
-                if hook.get_recovery_plan_or_none(site.azure.resource_group, site.azure.vault_name, plan.name)]
+    plans = list({name.casefold(): in_file[name.casefold()] for name in requested_plans
+                  if name.casefold() in in_file}.values())
+    held = {plan.name: hook.get_recovery_plan_or_none(site.azure.resource_group, site.azure.vault_name, plan.name)
+            for plan in plans}
     plan_problems = []
     for plan in plans:
         members = [vm for vm in (assessed(name, plan.name) for name in plan.vms) if vm is not None]
         vms += members
         plan_problems += plan_stage_problems(plan.name, members, plan.vms)
+        if held[plan.name] is not None and len(members) == len(plan.vms):
+            plan_problems += _vault_plan_problems(plan, held[plan.name], members)
     assessment = RecoveryAssessment(
         site=site.name, direction=direction, kind=kind, assessed_at=now, source_vmm=source, target_vmm=target,
         vms=vms, plans=[plan.name for plan in plans], problems=run_problems(
@@ -156,7 +184,8 @@ def assess(site_name: str, direction: str) -> list[VmTarget]:
             requested=requested, known=[item.vm or item.name for _, item in items],
             busy_runs=_busy_runs(context["ti"], site, context["dag"].dag_id), kind=kind,
             source_answered=source.answered, requested_plans=requested_plans,
-            plans={plan.name: plan.vms for plan in site.recovery_plans}, vault_plans=in_vault) + plan_problems)
+            plans={plan.name: plan.vms for plan in site.recovery_plans},
+            vault_plans=[name for name, found in held.items() if found is not None]) + plan_problems)
     context["ti"].xcom_push(key="assessment", value=assessment)
     log.info("Assessment:\n%s", assessment_markdown(assessment))
     problems = assessment.all_problems()
@@ -164,6 +193,20 @@ def assess(site_name: str, direction: str) -> list[VmTarget]:
         raise RecoveryRefused("The recovery cannot start; nothing was changed:\n"
                               + "\n".join(f"- {problem}" for problem in problems))
     return [vm.target for vm in vms if vm.plan is None]
+
+
+def _vault_plan_problems(plan: Any, held: Any, members: list[RecoveryVm]) -> list[str]:
+    """Why the vault's plan is not the one assessed: ASR fails over what the vault holds (its VMs, its actions),
+    so a plan that drifted from the site file would move VMs nobody assessed or stop at pauses no task answers."""
+    from site_recovery.recovery_plans import desired_groups, plan_differences
+
+    ids = {vm.vm.casefold(): vm.target.item_id or "" for vm in members}
+    names = {(vm.target.item_id or "").casefold(): vm.vm for vm in members}
+    diffs = plan_differences(desired_groups(plan, ids), held, names)
+    if not diffs:
+        return []
+    return [f"recovery plan {plan.name}: the vault's plan differs from the site file ({'; '.join(diffs)}); run the "
+            "deployment DAG to update it, or recover its VMs one by one"]
 
 
 # -------------------------------------------------------------------------------- the report

@@ -34,9 +34,8 @@ def job_event(summary: JobSummary, *, fail_on_partial_success: bool, wait_on_sus
     :param fail_on_partial_success: Treat ``Succeeded`` with ``PartiallySucceeded`` as a failure.
     :param wait_on_suspended: Keep waiting on a ``Suspended`` job (it waits for a manual action).
     :param suspend_at: The manual action (task name) a recovery plan's job is awaited to reach: the
-        wait ends ``suspended`` once the job waits on it, ``succeeded`` when the action's task has
-        succeeded already (a rerun adopting the job), and ``failed`` when the job ends first or waits
-        on another one.
+        wait ends ``suspended`` once the job waits on it, and ``failed`` when the job ends first or
+        waits on another one.
     :param until_group: The boot group (its ASR group id: "1", "2"...) a recovery plan's job is awaited
         to have started: the wait ends ``succeeded`` once the group's task has succeeded (its VMs are
         up, while later groups boot), and ``failed`` when that task fails or the job ends first. A
@@ -47,10 +46,6 @@ def job_event(summary: JobSummary, *, fail_on_partial_success: bool, wait_on_sus
     if until_group is not None:
         return _group_event(summary, until_group)
     if suspend_at is not None:
-        if summary.passed(suspend_at):
-            # a rerun that adopted the job after the action was answered
-            return _event(WaitReason.SUCCEEDED, f"{label} is past the manual action {suspend_at!r} already.",
-                          summary)
         waiting = [task.label for task in summary.tasks if task.state == AsrJobState.SUSPENDED]
         if state is AsrJobState.SUSPENDED and suspend_at in waiting:
             return _event(WaitReason.SUSPENDED, f"{label} waits for the manual action {suspend_at!r}.", summary)
