@@ -8,7 +8,7 @@ import logging
 import pytest
 
 from tests.dags.hitl import airflow_users  # noqa: F401 - the fixture, for every DAG test
-from tests.dags.runs import dag_runner, states
+from tests.dags.runs import dag_runner, kept_state, states
 
 #: what a drill must never send: a real failover, its commit, a reprotect, a cancel of a failover, a removal
 FORBIDDEN = ("/plannedFailover", "/unplannedFailover", "/failoverCommit", "/reProtect", "/failoverCancel", "/remove")
@@ -50,9 +50,13 @@ def protect_for_drill(lab, connections, site_file, deploy, reports):
 
     def protect(changes: dict):
         site_file(changes)
-        assert deploy().state == "success"
-        enabled = dag_runner("asr_enable_replication__lab")()
-        assert enabled.state == "success", states(enabled)
+
+        def build() -> None:
+            assert deploy().state == "success"
+            enabled = dag_runner("asr_enable_replication__lab")()
+            assert enabled.state == "success", states(enabled)
+
+        kept_state(lab, "protect_for_drill", changes, build)
         return lab
 
     yield protect

@@ -13,7 +13,7 @@ import pytest
 
 from site_recovery.records import ProtectedItemSummary
 from tests.dags.hitl import Answers
-from tests.dags.runs import dag_runner, states
+from tests.dags.runs import dag_runner, kept_state, states
 
 pytestmark = pytest.mark.lab
 FAILOVER, FAILBACK = "asr_failover__lab", "asr_failback__lab"
@@ -29,9 +29,13 @@ APPROVE = {"approve_failover": [("admin", "Fail over")], "approve_commit": [("ad
 def protected(lab, connections, site_file, deploy):
     """The lab site deployed and its VMs protected by the DAGs; returns the lab."""
     site_file(FAST)
-    assert deploy().state == "success"
-    enabled = dag_runner("asr_enable_replication__lab")(vms=VMS)
-    assert enabled.state == "success", states(enabled)
+
+    def build() -> None:
+        assert deploy().state == "success"
+        enabled = dag_runner("asr_enable_replication__lab")(vms=VMS)
+        assert enabled.state == "success", states(enabled)
+
+    kept_state(lab, f"recovery of {VMS}", FAST, build)
     return lab
 
 
@@ -333,6 +337,7 @@ def test_a_reprotect_whose_replication_stalls_fails_the_wait_saying_where_it_sto
 
 # ------------------------------------------------------------------------------- recovery plans
 PORTAL = "plan_order_portal"
+MANUAL = f"{PORTAL}.manual_confirm_licence_server"
 PORTAL_VMS = ["SQL-PRD-01", "APP-ERP-01", "APP-ERP-02", "WEB-PORTAL-01"]
 
 
@@ -340,10 +345,19 @@ PORTAL_VMS = ["SQL-PRD-01", "APP-ERP-01", "APP-ERP-02", "WEB-PORTAL-01"]
 def protected_plans(lab, connections, site_file, deploy):
     """The lab site deployed (its recovery plans created) and every VM in scope protected; returns the lab."""
     site_file(FAST)
-    assert deploy().state == "success"
-    enabled = dag_runner("asr_enable_replication__lab")()
-    assert enabled.state == "success", states(enabled)
+
+    def build() -> None:
+        assert deploy().state == "success"
+        enabled = dag_runner("asr_enable_replication__lab")()
+        assert enabled.state == "success", states(enabled)
+
+    kept_state(lab, "recovery of every VM", FAST, build)
     return lab
+
+
+def task_states(run) -> dict[str, str]:
+    """Each unmapped task's state by its full id (``states`` keys by the id's last part, which plan groups share)."""
+    return {ti.task_id: ti.state for ti in run.get_task_instances() if ti.map_index < 0}
 
 
 def plan_writes(lab, since: int) -> list[tuple[str, str]]:
@@ -360,14 +374,14 @@ def test_a_recovery_plan_fails_over_in_boot_order_behind_its_manual_action_and_f
         protected_plans, airflow_users, reports):
     since = protected_plans.last_request_seq()
     answers_for = {"approve_failover": [("admin", "Fail over")],
-                   f"{PORTAL}.manual_confirm_licence_server": [("admin", "Confirm")],
+                   MANUAL: [("admin", "Confirm")],
                    "approve_commit": [("admin", "Commit")], "approve_reprotect": [("admin", "Reprotect")]}
     with Answers(FAILOVER, answers_for) as answers:
         run = dag_runner(FAILOVER)(plans=["order-portal"], vms=["LIC-SRV-01"], kind="planned", confirm_site="lab")
     assert run.state == "success", states(run)
     assert [status for *_, status in answers.responses] == [200, 200, 200, 200]
     assert "| SQL-PRD-01 | plan order-portal | ready to fail over |" in answers.waited["approve_failover"]["body"]
-    assert "Check that LIC-SRV-01" in answers.waited[f"{PORTAL}.manual_confirm_licence_server"]["body"]
+    assert "Check that LIC-SRV-01" in answers.waited[MANUAL]["body"]
     commit_body = answers.waited["approve_commit"]["body"]
     for vm in [*PORTAL_VMS, "LIC-SRV-01"]:
         assert f"| {vm} | failed over, commit pending | verified: " in commit_body
@@ -378,7 +392,7 @@ def test_a_recovery_plan_fails_over_in_boot_order_behind_its_manual_action_and_f
                                                    ("reProtect", "order-portal")]
     assert sorted(action for action, item in writes(protected_plans, since) if item != "order-portal") == [
         "failoverCommit", "plannedFailover", "reProtect"]  # LIC-SRV-01's own steps
-    s = {ti.task_id: ti.state for ti in run.get_task_instances() if ti.map_index < 0}
+    s = task_states(run)
     assert s[f"{PORTAL}.check_erp_database_answers"] == "success" and s[f"{PORTAL}.wait_group_3"] == "success"
     assert s["plan_file_and_print.failover"] == "skipped"  # not asked for: every task of it is skipped
     now = items()
@@ -425,18 +439,17 @@ def test_a_plan_whose_vm_is_also_named_or_unknown_is_refused_before_any_change(p
 def test_a_refused_manual_action_leaves_the_plans_job_waiting_and_a_rerun_adopts_it(protected_plans, airflow_users,
                                                                                      output):
     since = protected_plans.last_request_seq()
-    manual = f"{PORTAL}.manual_confirm_licence_server"
-    with Answers(FAILOVER, {"approve_failover": [("admin", "Fail over")], manual: [("admin", "Reject")]}):
+    with Answers(FAILOVER, {"approve_failover": [("admin", "Fail over")], MANUAL: [("admin", "Reject")]}):
         run = dag_runner(FAILOVER)(plans=["order-portal"], kind="planned", confirm_site="lab")
     assert run.state == "failed"
-    s = {ti.task_id: ti.state for ti in run.get_task_instances() if ti.map_index < 0}
-    assert s[manual] == "failed" and s["approve_commit"] == "upstream_failed"
+    s = task_states(run)
+    assert s[MANUAL] == "failed" and s["approve_commit"] == "upstream_failed"
     assert "admin rejected the manual action 'Confirm licence server'" in output()
     assert plan_writes(protected_plans, since) == [("plannedFailover", "order-portal"), ("resume", "job")]
 
     since = protected_plans.last_request_seq()
     # every member failed over already (the job's first group task), so the failover's approval has nothing to ask
-    with Answers(FAILOVER, {manual: [("admin", "Confirm")], "approve_commit": [("admin", "Commit")],
+    with Answers(FAILOVER, {MANUAL: [("admin", "Confirm")], "approve_commit": [("admin", "Commit")],
                             "approve_reprotect": [("admin", "Reprotect")]}):
         rerun = dag_runner(FAILOVER)(plans=["order-portal"], kind="planned", confirm_site="lab")
     assert rerun.state == "success", states(rerun)
@@ -448,3 +461,42 @@ def test_a_refused_manual_action_leaves_the_plans_job_waiting_and_a_rerun_adopts
     assert "Nothing to approve: no VM stands where this step starts" in log
     now = items()
     assert all((now[vm].active_location, now[vm].protection_state) == ("Recovery", "Protected") for vm in PORTAL_VMS)
+
+
+def test_a_plans_failover_job_failing_at_a_group_stops_the_run_before_the_commit(protected_plans, airflow_users,
+                                                                                 reports, output):
+    protected_plans.add_job_fault("PlannedFailover", "Failed", target="order-portal",
+                                  task="Group 2: Start virtual machines", error={
+                                      "code": "70094", "message": "Failed to start the virtual machine 'APP-ERP-02'.",
+                                      "possibleCauses": "The recovery host is out of memory."})
+    since = protected_plans.last_request_seq()
+    with Answers(FAILOVER, {"approve_failover": [("admin", "Fail over")], MANUAL: [("admin", "Confirm")]}):
+        run = dag_runner(FAILOVER)(plans=["order-portal"], kind="planned", confirm_site="lab")
+    assert run.state == "failed"
+    s = task_states(run)
+    assert s[f"{PORTAL}.wait_group_2"] == "failed" and s["approve_commit"] == "upstream_failed"
+    assert "Failed to start the virtual machine 'APP-ERP-02'" in output()
+    assert [action for action, _ in plan_writes(protected_plans, since)] == ["plannedFailover", "resume", "resume"]
+    [path] = (reports / "lab" / "recovery").glob("*.json")
+    report = json.loads(path.read_text())
+    assert report["completed"] is False
+    [plan] = report["plans"]
+    assert [(a["action"], a["confirmed"]) for a in plan["actions"]] == [("ERP database answers", True),
+                                                                        ("Confirm licence server", True)]
+    verified = {vm["vm"]: bool(vm["verify"] and vm["verify"]["ok"]) for vm in report["vms"]}
+    assert verified == {"SQL-PRD-01": True, "APP-ERP-01": False, "APP-ERP-02": False, "WEB-PORTAL-01": False}
+    now = items()  # ASR rolled the plan's failover back: a rerun starts it again from where the VMs stand
+    assert all(now[vm].active_location == "Primary" and "PlannedFailover" in now[vm].allowed_operations
+               for vm in PORTAL_VMS), {vm: now[vm] for vm in PORTAL_VMS}
+
+
+def test_a_plan_the_vault_holds_otherwise_than_the_site_file_is_refused(protected_plans, site_file, output):
+    # the site file now keeps APP-ERP-02 out of the plan; the vault's plan (not redeployed) still boots it
+    site_file({**FAST, "recovery_plans.0.groups.1.vms": ["APP-ERP-01"]})
+    since = protected_plans.last_request_seq()
+    run = dag_runner(FAILOVER)(plans=["order-portal"], kind="planned", confirm_site="lab")
+    assert run.state == "failed" and states(run)["assess"] == "failed"
+    log = output()
+    assert "recovery plan order-portal: the vault's plan differs from the site file (" in log
+    assert "APP-ERP-02" in log.split("the vault's plan differs from the site file", 1)[1].split("\n", 1)[0]
+    assert protected_plans.requests(since=since, mutating=True) == []

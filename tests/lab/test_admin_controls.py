@@ -293,3 +293,27 @@ class TestScaleChangeState:
         with pytest.raises(ValueError, match="must be >= 0"):
             world.backend.set_time_scale(-0.5)
         assert world.clock.scale == 1.0
+
+
+class TestSnapshots:
+    """A suite deploys and protects once, keeps the lab's state, and starts each test from that copy."""
+
+    def test_a_restore_brings_back_the_state_kept_and_forgets_what_came_after(self, lab, runbook):
+        lab.snapshot("protected-app-erp")
+        lab.add_job_fault("TestFailover", "Failed")
+        runbook.enable("SQL-PRD-01")[0].result()
+        lab.set_replication(VM, paused=True, lag_seconds=60)
+        assert lab.restore("protected-app-erp") is True
+        state = lab.state()
+        assert state["replicationPaused"] == [] and lab.job_faults() == [] and lab.requests() == []
+        assert read_item(runbook).protection_state == "Protected"  # kept: APP-ERP-01 protected, replicating
+        assert read_item(runbook).replication_health == "Normal"
+        with pytest.raises(Exception, match="NotFound|not found|ResourceNotFound"):
+            read_item(runbook, "SQL-PRD-01")  # enabled after the snapshot: gone
+        assert lab.restore("protected-app-erp") is True  # a snapshot serves any number of restores
+
+    def test_restoring_an_unknown_snapshot_only_resets(self, lab, runbook):
+        assert lab.restore("never-kept") is False
+        assert lab.state()["counts"]["vaults"] == 0
+        response = admin_post(lab, "/snapshots", {"name": ""})
+        assert (response.status_code, response.json()["error"]) == (400, "name is required (text)")

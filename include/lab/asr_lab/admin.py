@@ -154,6 +154,22 @@ def admin_routes(lab: "Lab", prefix: str) -> list[Route]:
         lab.reset()
         return Response(status_code=204)
 
+    async def snapshots(request: Request) -> Response:
+        """POST {"name"}: keep the state under that name; POST {"name", "restore": true}: go back to it."""
+        body = await _json(request)
+        _only(body, {"name", "restore"})
+        name = body.get("name")
+        if not isinstance(name, str) or not name:
+            return JSONResponse({"error": "name is required (text)"}, status_code=400)
+        if body.get("restore"):
+            try:
+                lab.restore(name)
+            except KeyError:
+                return JSONResponse({"error": f"no snapshot named {name!r}"}, status_code=404)
+        else:
+            lab.snapshot(name)
+        return Response(status_code=204)
+
     return [
         Route(f"{prefix}/health", health),
         Route(f"{prefix}/requests", guarded(requests), methods=["GET", "DELETE"]),
@@ -168,6 +184,7 @@ def admin_routes(lab: "Lab", prefix: str) -> list[Route]:
         Route(f"{prefix}/replication/{{vm_name}}", guarded(replication), methods=["POST"]),
         Route(f"{prefix}/library-scripts", guarded(library_script), methods=["POST"]),
         Route(f"{prefix}/reset", guarded(reset), methods=["POST"]),
+        Route(f"{prefix}/snapshots", guarded(snapshots), methods=["POST"]),
     ]
 
 

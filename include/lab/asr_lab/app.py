@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import re
 import time
@@ -71,6 +72,8 @@ class Lab:
             self.onprem = OnPremState.from_dict(saved["onprem"], estate)
         self._saved_versions = self._versions() if saved else None
         self._save_task: asyncio.Task | None = None
+        #: named copies of the state (``snapshot``/``restore``), in memory only
+        self._snapshots: dict[str, tuple[str, str]] = {}
         #: The emulated Windows servers, by FQDN (attached by the server once it has ports).
         self.windows: dict = {}
 
@@ -93,6 +96,26 @@ class Lab:
             server.service.reset()
             server.controls.resume_answering()
             server.controls.release_pipelines()
+        self.save_now()
+
+    def snapshot(self, name: str) -> None:
+        """Keep a copy of the ARM and on-premises state as ``name``, for ``restore`` (in memory, lost on restart).
+
+        A test suite deploys and protects the estate once, then starts each test from the copy.
+        """
+        self.backend.settle()
+        self._snapshots[name] = (json.dumps(self.backend.to_dict()), json.dumps(self.onprem.to_dict()))
+
+    def restore(self, name: str) -> None:
+        """``reset``, then the state kept as ``name``: no faults, empty logs, servers answering.
+
+        :raise KeyError: no snapshot of that name.
+        """
+        arm, onprem = self._snapshots[name]
+        self.reset()
+        self.backend = ArmBackend.from_dict(json.loads(arm), self.estate, self.clock, self.base_url)
+        self.backend.retry_after = self.retry_after
+        self.onprem = OnPremState.from_dict(json.loads(onprem), self.estate)
         self.save_now()
 
     def set_time_scale(self, scale: float) -> None:

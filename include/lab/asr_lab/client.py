@@ -186,6 +186,22 @@ class LabClient:
         self._call("POST", "/reset")
         self.endpoints["time_scale"] = self.time_scale()
 
+    def snapshot(self, name: str) -> None:
+        """Keep the lab's state (vault, protection, servers) as ``name``; in the lab's memory until it stops."""
+        self._call("POST", "/snapshots", json={"name": name})
+
+    def restore(self, name: str) -> bool:
+        """Reset the lab, then bring back the state kept as ``name``; False (lab only reset) when there is none."""
+        response = self._session.post(f"{self.endpoints['admin_url']}/snapshots", timeout=30, verify=self._verify,
+                                      json={"name": name, "restore": True})
+        if response.status_code == 404:
+            self.reset()
+            return False
+        if response.status_code >= 400:
+            raise RuntimeError(f"lab admin POST /snapshots -> {response.status_code}: {response.text}")
+        self.endpoints["time_scale"] = self.time_scale()
+        return True
+
     def health(self) -> bool:
         return self._session.get(f"{self.endpoints['admin_url']}/health", timeout=5, verify=self._verify).ok
 
