@@ -4,13 +4,10 @@
 # image.
 FROM apache/airflow:3.3.2-python3.11
 
-# NOT PINNED: the Celery and Postgres providers are not in requirements.txt (the lock is compiled
-# for the local venv, which runs SQLite and LocalExecutor), so they are named bare here and pip
-# keeps the versions the official 3.3.2 image ships (a bare name that is installed is satisfied).
-# To pin them, add both to requirements.in and refresh the lock (`make lock`).
+# Everything from the lock, the Celery and Postgres providers and their drivers included: the
+# image runs the versions the tests ran.
 COPY --chown=airflow:0 requirements.txt /requirements.txt
-RUN pip install --no-cache-dir "apache-airflow==3.3.2" -r /requirements.txt \
-        "apache-airflow-providers-celery" "apache-airflow-providers-postgres"
+RUN pip install --no-cache-dir -r /requirements.txt
 
 COPY --chown=airflow:0 include/lab /opt/asr-lab
 RUN pip install --no-cache-dir --no-deps /opt/asr-lab

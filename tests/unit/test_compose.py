@@ -43,11 +43,22 @@ def test_airflow_services_are_built_from_the_dockerfile_and_mount_the_project():
         assert service["environment"]["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
 
 
-def test_dockerfile_installs_the_lock_on_the_pinned_airflow():
+def test_dockerfile_installs_from_the_lock_only_on_the_pinned_airflow():
+    import re
+
     dockerfile = (REPO / "Dockerfile").read_text()
     assert "FROM apache/airflow:3.3.2" in dockerfile
-    assert "-r /requirements.txt" in dockerfile
-    assert "apache-airflow==3.3.2" in dockerfile
+    installs = [" ".join(found.split()) for found in re.findall(r"pip install ((?:[^\n]|\\\n)*)",
+                                                                 dockerfile.replace("\\\n", " "))]
+    assert installs[0] == "--no-cache-dir -r /requirements.txt"
+    # the rest are the project's own folders, without dependencies: nothing reaches the image unpinned
+    assert all("--no-deps /opt/" in found for found in installs[1:]), installs
+    lock = {line.split("==")[0]: line.split("==")[1] for line in (REPO / "requirements.txt").read_text().splitlines()
+            if "==" in line and not line.startswith(" ")}
+    assert lock["apache-airflow"] == "3.3.2"
+    for distributed in ("apache-airflow-providers-celery", "apache-airflow-providers-postgres", "celery", "redis",
+                        "psycopg2-binary"):
+        assert distributed in lock, f"{distributed} is not in the lock"
 
 
 def test_the_lab_service_serves_https_with_a_health_check():
