@@ -176,7 +176,8 @@ def assess(site_name: str, direction: str) -> list[VmTarget]:
         vms += members
         plan_problems += plan_stage_problems(plan.name, members, plan.vms)
         if held[plan.name] is not None and len(members) == len(plan.vms):
-            plan_problems += _vault_plan_problems(plan, held[plan.name], members)
+            plan_problems += _vault_plan_problems(plan, held[plan.name], members, {
+                item.id.casefold(): item.vm or item.name for _, item in items if item.id})
     assessment = RecoveryAssessment(
         site=site.name, direction=direction, kind=kind, assessed_at=now, source_vmm=source, target_vmm=target,
         vms=vms, plans=[plan.name for plan in plans], problems=run_problems(
@@ -195,13 +196,15 @@ def assess(site_name: str, direction: str) -> list[VmTarget]:
     return [vm.target for vm in vms if vm.plan is None]
 
 
-def _vault_plan_problems(plan: Any, held: Any, members: list[RecoveryVm]) -> list[str]:
+def _vault_plan_problems(plan: Any, held: Any, members: list[RecoveryVm], names: dict[str, str]) -> list[str]:
     """Why the vault's plan is not the one assessed: ASR fails over what the vault holds (its VMs, its actions),
-    so a plan that drifted from the site file would move VMs nobody assessed or stop at pauses no task answers."""
+    so a plan that drifted from the site file would move VMs nobody assessed or stop at pauses no task answers.
+
+    :param names: VM names by protected item id (casefolded), every protected VM of the site, for the message.
+    """
     from site_recovery.recovery_plans import desired_groups, plan_differences
 
     ids = {vm.vm.casefold(): vm.target.item_id or "" for vm in members}
-    names = {(vm.target.item_id or "").casefold(): vm.vm for vm in members}
     diffs = plan_differences(desired_groups(plan, ids), held, names)
     if not diffs:
         return []
