@@ -47,7 +47,7 @@ from site_recovery.sensors.recovery import (
 )
 from site_recovery.site import format_duration
 from site_recovery.failover import site_file_direction
-from site_recovery.site_dags import form_param, group_task_ids, pause_task_id, publish, slug
+from site_recovery.site_dags import chain_plan_job, form_param, group_task_ids, pause_task_id, publish, slug
 from site_recovery.tasks.recovery import (
     COMMIT_GROUP,
     FAILOVER_FAMILY,
@@ -104,8 +104,6 @@ def recover_plan(site, plan, direction: FailoverDirection, kind: str, approvals:
     verifications and the job's wait) and the third, the reprotect approval between the fourth and
     the fifth; the last is the plan's end.
     """
-    from site_recovery.site import PlanAction  # loaded already: only a site file with plans gets here
-
     az, timeouts, failover = site.azure, site.timeouts, site.failover
     poll = timeouts.poll_interval.total_seconds()
     job_waits = {"azure_conn_id": az.conn_id, "resource_group_name": az.resource_group, "vault_name": az.vault_name,
@@ -136,18 +134,15 @@ def recover_plan(site, plan, direction: FailoverDirection, kind: str, approvals:
             previous >> reached >> answer
             return answer
 
-        previous, verifies = start, []
-        for step in plan.job_order(None, site_file_direction(direction)):
-            if isinstance(step, PlanAction):
-                previous = pause(step, previous)
-                continue
-            wait_id, verify_id = group_task_ids(step.group)
-            up = RecoveryPlanGroupSensor(task_id=wait_id, job_name=job, group=step.group, vms=step.vms,
+        def boot_group(group):
+            wait_id, verify_id = group_task_ids(group.group)
+            up = RecoveryPlanGroupSensor(task_id=wait_id, job_name=job, group=group.group, vms=group.vms,
                                          members=start.output, **job_waits)
-            verifies.append(RecoveredVmVerifiedSensor.partial(task_id=verify_id, map_index_template=VM_LABEL,
-                                                              **verifying).expand(target=up.output))
-            previous >> up >> verifies[-1]
-            previous = up
+            return up, RecoveredVmVerifiedSensor.partial(task_id=verify_id, map_index_template=VM_LABEL,
+                                                         **verifying).expand(target=up.output)
+
+        previous, verifies = chain_plan_job(start, plan.job_order(None, site_file_direction(direction)), pause,
+                                            boot_group)
         failed_over = OptionalAsrJobSensor(task_id="wait_failover", job_name=job, **job_waits)
         previous >> failed_over
 

@@ -33,6 +33,7 @@ from site_recovery.sensors.asr import AsrJobSensor, AsrJobsSensor
 from site_recovery.sensors.drill import PlanCheckSensor, PlanGroupSensor, TestVmVerifiedSensor
 from site_recovery.sensors.protection import VmJobSensor
 from site_recovery.site_dags import (
+    chain_plan_job,
     form_param,
     group_task_ids,
     pause_task_id,
@@ -80,8 +81,6 @@ def drill_plan(site, plan, waits: dict):
 
     Returns the group's first task and its last ones.
     """
-    from site_recovery.site import PlanAction  # loaded already: only a site file with plans gets here
-
     poll = site.timeouts.poll_interval.total_seconds()
     waits = {**waits, "poke_interval": site.timeouts.plan_poll_interval.total_seconds()}  # one reader per plan
     with TaskGroup(plan_task_group(plan.name), tooltip=f"Recovery plan {plan.name}"):
@@ -105,24 +104,17 @@ def drill_plan(site, plan, waits: dict):
             previous >> reached >> step
             return step
 
-        # One chain in the job's order: each boot group's wait, and each pause answered before the job goes on.
-        # A link starts once the one before has ended, so one wait reads the job at a time, and a refused
-        # manual action ends the chain: no wait outlives the drill. Each group's members are verified as
-        # soon as it is up, beside the chain.
-        previous, verifies = start, []
-        for step in plan.job_order():
-            if isinstance(step, PlanAction):
-                previous = pause(step, previous)
-                continue
-            wait_id, verify_id = group_task_ids(step.group)
-            up = PlanGroupSensor(task_id=wait_id, job_name=job, group=step.group, vms=step.vms,
+        def boot_group(group):
+            wait_id, verify_id = group_task_ids(group.group)
+            up = PlanGroupSensor(task_id=wait_id, job_name=job, group=group.group, vms=group.vms,
                                  members=start.output, **waits)
-            verifies.append(TestVmVerifiedSensor.partial(
+            return up, TestVmVerifiedSensor.partial(
                 task_id=verify_id, site_name=site.name, failover_job=up.output["job"], poke_interval=poll,
                 timeout=site.drill.verify_timeout.total_seconds(), map_index_template=VM_LABEL,
-            ).expand(target=up.output))
-            previous >> up >> verifies[-1]
-            previous = up
+            ).expand(target=up.output)
+
+        # One chain in the job's order: no wait outlives the drill once a manual action is refused.
+        previous, verifies = chain_plan_job(start, plan.job_order(), pause, boot_group)
         # Started once the last group is up, its first look usually finds the job ended.
         wait = AsrJobSensor(task_id="wait_test_failover", job_name=job, cancel_on_kill=True, **waits)
         previous >> wait

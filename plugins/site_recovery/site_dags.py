@@ -58,6 +58,29 @@ def pause_task_id(kind: str, action: str) -> str:
     return f"{kind}_{slug(action)}"
 
 
+def chain_plan_job(start: Any, steps: list, pause: Callable[[Any, Any], Any],
+                   boot_group: Callable[[Any], tuple[Any, Any]]) -> tuple[Any, list]:
+    """Wire a recovery plan's job as one chain in its order (``plan.job_order``): ``pause(action, previous)``
+    returns the task answering a pause, ``boot_group(group)`` the group's wait and its members' verification.
+
+    A link starts once the one before has ended, so one wait reads the job at a time, and a refused manual
+    action ends the chain. Each group's members are verified as soon as it is up, beside the chain.
+    Returns the chain's last link and the verifications.
+    """
+    from site_recovery.site import PlanAction
+
+    previous, verifies = start, []
+    for step in steps:
+        if isinstance(step, PlanAction):
+            previous = pause(step, previous)
+            continue
+        up, verify = boot_group(step)
+        previous >> up >> verify
+        verifies.append(verify)
+        previous = up
+    return previous, verifies
+
+
 def fail_broken_site_file(message: str) -> None:
     """The one task of a broken site file's DAG: fail with the validation message, no retry."""
     from site_recovery.exceptions import DeploymentCheckFailed
