@@ -380,3 +380,299 @@ def request_figures(requests: list[dict], vms: int) -> dict:
                    "reads": round(len(reads) / vms, 2)},
         "by_kind": dict(by_kind.most_common()),
     }
+
+
+# ------------------------------------------------------------------------------ the distributed stack
+#: PostgreSQL and Redis as this kind of machine runs them (and as the README asks for them elsewhere).
+POSTGRES = {"host": "127.0.0.1", "port": 5432, "admin": "postgres"}
+REDIS = {"host": "127.0.0.1", "port": 6379}
+#: The project's own role in PostgreSQL (trust auth on 127.0.0.1: no password).
+DB_ROLE = "asr_dr"
+#: The reports' container in the stack's Blob store, and the Airflow connection that reaches it.
+REPORTS_CONTAINER, REPORTS_CONN_ID = "drill-reports", "asr_reports"
+#: The Azurite storage account of a stack (its key is made up at each start and kept in the
+#: connections file only).
+AZURITE_ACCOUNT = "asrdrreports"
+AZURITE_BIN = REPO / "tools" / "azurite" / "node_modules" / ".bin" / "azurite-blob"
+#: The hostname callable every process of the stack uses: a Celery worker or triggerer is told
+#: its host name by the stack (``ASR_STACK_HOSTNAME``), as each container has its own.
+HOSTNAME_MODULE = '''"""Written by bench/stack.py: each process of the stack runs as the host the stack names."""
+import os
+
+
+def hostname() -> str:
+    return os.environ["ASR_STACK_HOSTNAME"]
+'''
+
+
+class StackUnavailable(RuntimeError):
+    """Something the distributed stack needs on this machine is missing; the message says what."""
+
+
+def check_services() -> None:
+    """Fail naming exactly what is missing: PostgreSQL with trust auth, Redis, Node.js and Azurite."""
+    import psycopg2
+    import redis
+
+    missing = []
+    try:
+        psycopg2.connect(host=POSTGRES["host"], port=POSTGRES["port"], user=POSTGRES["admin"], dbname="postgres",
+                         connect_timeout=5).close()
+    except psycopg2.Error as exc:
+        missing.append(f"PostgreSQL on {POSTGRES['host']}:{POSTGRES['port']} accepting the role "
+                       f"{POSTGRES['admin']!r} without a password (trust auth) ({str(exc).strip()})")
+    try:
+        redis.Redis(**REDIS, socket_timeout=5).ping()
+    except redis.RedisError as exc:
+        missing.append(f"Redis on {REDIS['host']}:{REDIS['port']} ({exc})")
+    if not AZURITE_BIN.exists():
+        missing.append(f"Azurite ({AZURITE_BIN}; `make stack` installs it with npm from tools/azurite)")
+    if missing:
+        raise StackUnavailable("The distributed stack needs: " + "; ".join(missing))
+
+
+def prepare_database(name: str, fresh: bool) -> str:
+    """Create the project's role and database ``name`` (dropped first when ``fresh``); return its URL."""
+    import psycopg2
+    from psycopg2 import sql
+
+    conn = psycopg2.connect(host=POSTGRES["host"], port=POSTGRES["port"], user=POSTGRES["admin"], dbname="postgres")
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (DB_ROLE,))
+            if not cur.fetchone():
+                cur.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(DB_ROLE)))
+            if fresh:
+                cur.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+            cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
+            if not cur.fetchone():
+                cur.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(name), sql.Identifier(DB_ROLE)))
+    finally:
+        conn.close()
+    return f"postgresql+psycopg2://{DB_ROLE}@{POSTGRES['host']}:{POSTGRES['port']}/{name}"
+
+
+def drop_database(name: str) -> None:
+    import psycopg2
+    from psycopg2 import sql
+
+    conn = psycopg2.connect(host=POSTGRES["host"], port=POSTGRES["port"], user=POSTGRES["admin"], dbname="postgres")
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    finally:
+        conn.close()
+
+
+class DistributedStack(Stack):
+    """Airflow as docker-compose lays it out, as separate processes on this machine, plus the lab and Azurite.
+
+    api-server, scheduler, dag-processor, ``triggerers`` triggerers and ``workers`` Celery workers
+    (each its own host name: ``triggerer-1``, ``worker-1``...), CeleryExecutor with its broker in
+    Redis database ``redis_db`` and the metadata in PostgreSQL database ``database`` (owned by the
+    project's role ``asr_dr``), connections from a LocalFilesystemBackend file (the lab's and the
+    reports store's; nothing secret in any process's environment), the drill reports in Azurite
+    (``abfs://asr_reports@drill-reports/``). Every process in its own process group, stopped together.
+
+    :param fresh: Start from an empty database and Redis database (tests); else keep them (``make stack``).
+    :param drop_database_on_stop: Drop the database when the stack stops (tests).
+    """
+
+    def __init__(self, workdir: Path, estate: Path | None, include: Path, time_scale: float,
+                 extra_env: dict[str, str] | None = None, *, database: str = "asr_dr_test", redis_db: int = 12,
+                 workers: int = 2, triggerers: int = 2, worker_concurrency: int = 16, fresh: bool = True,
+                 drop_database_on_stop: bool = True, port: int | None = None) -> None:
+        super().__init__(workdir, estate, include, time_scale, extra_env=extra_env)
+        self.database, self.redis_db, self.fresh = database, redis_db, fresh
+        self.drop_database_on_stop = drop_database_on_stop
+        self.workers, self.triggerers, self.worker_concurrency = workers, triggerers, worker_concurrency
+        if port:
+            self.port = port
+        #: component name ("scheduler", "worker-1", ...) -> its process
+        self.components: dict[str, subprocess.Popen] = {}
+        self.env: dict[str, str] = {}
+        self.azurite_port = free_port()
+        self.reports_url = f"abfs://{REPORTS_CONN_ID}@{REPORTS_CONTAINER}/"
+        self.lab_command: list[str] = []
+
+    # ---------------------------------------------------------------- start
+    def _start(self) -> None:
+        from asr_lab.client import LabClient
+
+        check_services()
+        bin_dir = Path(sys.executable).parent
+        self.airflow_home.mkdir(parents=True, exist_ok=True)
+        lab_dir = self.workdir / "lab"
+        estate = ["--estate", str(self.estate)] if self.estate else []
+        self.lab_command = [str(bin_dir / "asr-lab"), "serve", "--state-dir", str(lab_dir), *estate,
+                            "--time-scale", str(self.time_scale), "--log-level", "warning"]
+        self.start_component("lab", self.lab_command, env=dict(os.environ))
+        self.lab = LabClient.from_state_dir(lab_dir, wait_seconds=60)
+        self._wait_until(self.lab.health, "the lab", self.workdir / "lab.log")
+        account_key = self._start_azurite()
+        connections = self.lab.airflow_connections(AZURE_CONN_ID)
+        connections[REPORTS_CONN_ID] = {"conn_type": "wasb", "extra": {"connection_string": (
+            f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={account_key};"
+            f"BlobEndpoint=http://127.0.0.1:{self.azurite_port}/{AZURITE_ACCOUNT};")}}
+        connections_file = self.workdir / "connections.json"
+        connections_file.touch(mode=0o600)
+        connections_file.write_text(json.dumps(connections, indent=2))
+        (self.workdir / "stack_hosts.py").write_text(HOSTNAME_MODULE)
+        database_url = prepare_database(self.database, fresh=self.fresh)
+        import redis
+
+        if self.fresh:
+            redis.Redis(**REDIS, db=self.redis_db).flushdb()
+        self.env = self._airflow_env(bin_dir, database_url, connections_file)
+        migrate = subprocess.run([str(bin_dir / "airflow"), "db", "migrate"], env={**self.env, "ASR_STACK_HOSTNAME": "init"},
+                                 cwd=self.workdir, capture_output=True, text=True, timeout=600)
+        (self.workdir / "db-migrate.log").write_text(migrate.stdout + migrate.stderr)
+        if migrate.returncode:
+            raise RuntimeError(f"airflow db migrate failed; see {self.workdir / 'db-migrate.log'}")
+        self._create_reports_container()
+        airflow = str(bin_dir / "airflow")
+        self.start_component("api-server", [airflow, "api-server", "--port", str(self.port), "--host", "127.0.0.1"])
+        self.start_component("scheduler", [airflow, "scheduler"])
+        self.start_component("dag-processor", [airflow, "dag-processor"])
+        for n in range(1, self.triggerers + 1):
+            self.start_component(f"triggerer-{n}", [airflow, "triggerer"],
+                                 {"AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port())})
+        for n in range(1, self.workers + 1):
+            self.start_component(f"worker-{n}", self.worker_command(n),
+                                 {"AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port())})
+        self.api = AirflowApi.connect(f"http://127.0.0.1:{self.port}", self.airflow_home, self.components["api-server"],
+                                      self.workdir / "api-server.log")
+
+    def worker_command(self, n: int) -> list[str]:
+        return [str(Path(sys.executable).parent / "airflow"), "celery", "worker", "--celery-hostname",
+                f"worker-{n}@%h", "--concurrency", str(self.worker_concurrency)]
+
+    def _airflow_env(self, bin_dir: Path, database_url: str, connections_file: Path) -> dict[str, str]:
+        from cryptography.fernet import Fernet
+
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "SITE_RECOVERY"))}
+        env.update(stack_settings(database_url=database_url, broker_url=f"redis://{REDIS['host']}:{REDIS['port']}/"
+                                  f"{self.redis_db}", connections_file=str(connections_file),
+                                  reports_url=self.reports_url))
+        env.update({
+            "AIRFLOW_HOME": str(self.airflow_home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
+            "AIRFLOW__CORE__FERNET_KEY": Fernet.generate_key().decode(),
+            "AIRFLOW__API_AUTH__JWT_SECRET": os.urandom(24).hex(),
+            "AIRFLOW__API__PORT": str(self.port),
+            "AIRFLOW__API__HOST": "127.0.0.1",
+            "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{self.port}",
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{self.port}/execution/",
+            "AIRFLOW__CORE__HOSTNAME_CALLABLE": "stack_hosts.hostname",
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+            "PYTHONPATH": str(self.workdir),
+            "SITE_RECOVERY_INCLUDE_DIR": str(self.include),
+            "SITE_RECOVERY_STATE_DIR": str(self.workdir / "site-recovery-state"),
+            "PATH": f"{bin_dir}:{os.environ.get('PATH', '')}",
+            **self.extra_env,
+        })
+        return env
+
+    def _start_azurite(self) -> str:
+        """Start Azurite's Blob service with an account of its own; return the account key (never logged)."""
+        import base64
+
+        key = base64.b64encode(os.urandom(64)).decode()
+        location = self.workdir / "azurite"
+        location.mkdir(exist_ok=True)
+        self.start_component("azurite", [str(AZURITE_BIN), "--blobHost", "127.0.0.1", "--blobPort",
+                                         str(self.azurite_port), "--location", str(location), "--silent",
+                                         "--skipApiVersionCheck", "--loose"],
+                             env={**os.environ, "AZURITE_ACCOUNTS": f"{AZURITE_ACCOUNT}:{key}"})
+        self._wait_until(lambda: _port_open(self.azurite_port), "Azurite", self.workdir / "azurite.log")
+        return key
+
+    def _create_reports_container(self) -> None:
+        subprocess.run([sys.executable, "-c", (
+            "from site_recovery.report_store import reports_root; root = reports_root(); "
+            "root.mkdir(parents=True, exist_ok=True)")], env={**self.env, "ASR_STACK_HOSTNAME": "init"},
+            check=True, capture_output=True, timeout=120)
+
+    def start_component(self, name: str, command: list[str], extra_env: dict[str, str] | None = None,
+                        env: dict[str, str] | None = None) -> subprocess.Popen:
+        """Start (or start again) one component in its own process group, logging to ``<name>.log``."""
+        base = env if env is not None else {**self.env, "ASR_STACK_HOSTNAME": name}
+        proc = subprocess.Popen(command, env={**base, **(extra_env or {})}, cwd=self.workdir,
+                                stdout=open(self.workdir / f"{name}.log", "ab"), stderr=subprocess.STDOUT,
+                                start_new_session=True)
+        self.components[name] = proc
+        self.procs.append(proc)
+        return proc
+
+    def kill_component(self, name: str, sig: int = signal.SIGKILL) -> None:
+        """Send ``sig`` to every process of the component's group (SIGKILL: as a host dying takes them all)."""
+        proc = self.components[name]
+        if _group_alive(proc.pid):
+            os.killpg(proc.pid, sig)
+        deadline = time.monotonic() + 60
+        while _group_alive(proc.pid) and time.monotonic() < deadline:
+            proc.poll()
+            time.sleep(0.2)
+        proc.wait()
+
+    def restart_component(self, name: str) -> None:
+        """Stop a component (SIGTERM, as a service manager does) and start it again with the same command."""
+        proc = self.components[name]
+        command = proc.args
+        extra = {"AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port())} if name.startswith("triggerer") else None
+        stop_process_groups([proc])
+        env = dict(os.environ) if name == "lab" else None
+        self.start_component(name, list(command), extra, env=env)
+        if name == "lab":
+            self._wait_until(self.lab.health, "the lab", self.workdir / "lab.log")
+
+    @staticmethod
+    def _wait_until(check, what: str, log: Path, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if check():
+                    return
+            except Exception:  # not up yet
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{what} did not come up within {timeout:.0f}s; see {log}")
+            time.sleep(0.2)
+
+    def stop(self) -> None:
+        stop_process_groups(self.procs)
+        if self.drop_database_on_stop and self.env:
+            drop_database(self.database)
+
+    def hostnames(self, dag_id: str, run_id: str) -> dict[str, str]:
+        """task id (``[map index]``) -> the host that ran its last try."""
+        return {(ti["task_id"] + (f"[{ti['map_index']}]" if ti["map_index"] >= 0 else "")): ti.get("hostname") or ""
+                for ti in self.api.task_instances(dag_id, run_id)}
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(1)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def stack_settings(*, database_url: str, broker_url: str, connections_file: str, reports_url: str) -> dict[str, str]:
+    """The Airflow settings the distributed stack and docker-compose.yaml share (tests/unit/test_compose.py
+    checks that the compose file says the same)."""
+    return {
+        "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": database_url,
+        "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + database_url.replace("postgresql+psycopg2", "postgresql", 1),
+        "AIRFLOW__CELERY__BROKER_URL": broker_url,
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE": "True",
+        "AIRFLOW__CORE__AUTH_MANAGER": "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
+        "AIRFLOW__SECRETS__BACKEND": "airflow.secrets.local_filesystem.LocalFilesystemBackend",
+        "AIRFLOW__SECRETS__BACKEND_KWARGS": json.dumps({"connections_file_path": connections_file}),
+        "AIRFLOW__SITE_RECOVERY__REPORTS_FOLDER": reports_url,
+        "AIRFLOW__LOGGING__NAMESPACE_LEVELS": "azure=warning urllib3=error pypsrp=warning",
+    }

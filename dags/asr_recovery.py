@@ -28,7 +28,6 @@ from __future__ import annotations
 from datetime import timedelta
 
 from airflow.providers.standard.operators.empty import EmptyOperator
-from airflow.providers.standard.operators.python import PythonOperator
 from airflow.sdk import DAG, Param, TaskGroup, task_group
 
 from site_recovery.operators.recovery import (
@@ -37,6 +36,7 @@ from site_recovery.operators.recovery import (
     RecoveryPlanStepOperator,
     RecoveryStepOperator,
 )
+from site_recovery.operators.report import ReportOperator
 from site_recovery.sensors.asr import OptionalAsrJobSensor
 from site_recovery.sensors.protection import InitialReplicationSensor, VmJobSensor
 from site_recovery.sensors.recovery import (
@@ -220,8 +220,8 @@ def build(site, direction: FailoverDirection) -> DAG:
         (targets >> approve_failover >> fail_over_vm.expand(target=targets) >> approve_commit
          >> commit_vm.expand(target=targets) >> approve_reprotect >> reprotected)
         complete = EmptyOperator(task_id="recovery_complete", trigger_rule="none_failed")
-        report = PythonOperator(task_id="recovery_report", python_callable=recovery_report,
-                                op_args=[site.name, str(direction)], trigger_rule="all_done", retries=1)
+        report = ReportOperator(task_id="recovery_report", python_callable=recovery_report,
+                                op_args=[site.name, str(direction)], trigger_rule="all_done")
         ends = [reprotected]
         for plan in site.recovery_plans:
             failover, failed_over, commit, committed, reprotect, replicating = recover_plan(

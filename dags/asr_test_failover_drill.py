@@ -29,6 +29,7 @@ from site_recovery.operators.drill import (
     StartPlanTestFailoverOperator,
     StartTestFailoverOperator,
 )
+from site_recovery.operators.report import ReportOperator
 from site_recovery.sensors.asr import AsrJobSensor, AsrJobsSensor
 from site_recovery.sensors.drill import PlanCheckSensor, PlanGroupSensor, TestVmVerifiedSensor
 from site_recovery.sensors.protection import VmJobSensor
@@ -157,8 +158,8 @@ def build(site) -> DAG:
         wait_cleanup = AsrJobsSensor(task_id="wait_cleanup", job_names=cleanup, trigger_rule="all_done",
                                      fail_on_error=False, **waits)
         proof = verify_cleanup(site.name)
-        report = PythonOperator(task_id="drill_report", python_callable=drill_report, op_args=[site.name],
-                                outlets=[report_asset(site.name)], trigger_rule="all_done", retries=1)
+        report = ReportOperator(task_id="drill_report", python_callable=drill_report, op_args=[site.name],
+                                outlets=[report_asset(site.name)], trigger_rule="all_done")
         verdict = PythonOperator(task_id="check_verdict", python_callable=check_verdict, op_args=[site.name],
                                  trigger_rule="all_done",
                                  on_failure_callback=failure_callbacks(drill.notifier))

@@ -1,9 +1,10 @@
 """The DR drill report: one JSON document per drill run, and the HTML page a DR engineer or auditor reads.
 
 The test-failover drill builds a :class:`~site_recovery.records.DrillReport` and calls
-:func:`write_report`, which stores ``<folder>/<site>/<YYYYmmddTHHMMSSZ>__<safe run id>.json``
-(the record's JSON, ``"schema": 1``) and a ``.html`` beside it. :func:`load_history` reads a
-site's earlier reports back for the trend chart, skipping any file that is not a valid report.
+:func:`write_report`, which stores ``<store>/<site>/<YYYYmmddTHHMMSSZ>__<safe run id>.json``
+(the record's JSON, ``"schema": 1``) and a ``.html`` beside it, the store being a local folder or
+Azure Blob storage (:mod:`site_recovery.report_store`). :func:`load_history` reads a site's
+earlier reports back from the same store for the trend chart, skipping any that is not a valid report.
 :func:`verdict_of` (from :mod:`site_recovery.drill_verdict`) is the one rule that turns per-VM
 results and the cleanup proof into PASS or FAIL.
 
@@ -21,7 +22,6 @@ import json
 import logging
 import os
 import re
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -31,7 +31,7 @@ from pathlib import Path
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from pydantic import ValidationError
 
-from airflow.sdk import TaskInstanceState
+from airflow.sdk import ObjectStoragePath, TaskInstanceState
 
 from site_recovery.drill_verdict import (
     HEARTBEAT_OK,
@@ -58,6 +58,7 @@ from site_recovery.report_charts import (
     timeline,
     trend,
 )
+from site_recovery.report_store import describe, list_reports, reaching, reports_root, write_text
 from site_recovery.vocabulary import AsrJobState, AsrJobStateDescription, DrillOutcome, DrillVerdict, Scenario
 
 __all__ = ["SCHEMA", "TREND_RUNS", "load_history", "render_html", "verdict_of", "write_report"]
@@ -79,66 +80,71 @@ _PLAIN_DESCRIPTION = AsrJobStateDescription.COMPLETED
 
 
 # ------------------------------------------------------------------------------------- files
-def write_report(folder: str | os.PathLike, report: DrillReport, history: Sequence[DrillReport]) -> dict[str, str]:
+def write_report(folder: str | os.PathLike | ObjectStoragePath, report: DrillReport,
+                 history: Sequence[DrillReport]) -> dict[str, str]:
     """
-    Store the report as JSON and as its HTML page, each written atomically (temp file + rename).
+    Store the report as JSON and as its HTML page, each written whole or not at all.
 
     The names are ``<folder>/<site>/<YYYYmmddTHHMMSSZ>__<safe run id>.json`` and ``.html``, the
     time being the drill's start in UTC; characters a file system may refuse (``:`` ``+`` ``/``
-    ...) in the run id become ``_``. Writing the same run again replaces its files.
+    ...) in the run id become ``_``. Writing the same run again replaces its objects.
 
-    :param folder: Root folder of all drill reports.
+    :param folder: Root of all drill reports: a folder, or a store URL (:mod:`site_recovery.report_store`).
     :param report: The report.
     :param history: Earlier reports of the site, oldest first (for the trend chart).
-    :return: ``{"json": path, "html": path}``.
+    :return: ``{"json": location, "html": location}``: a local path, or the object's URL.
     """
-    site_dir = Path(folder) / safe_name(report.site, "site")
-    site_dir.mkdir(parents=True, exist_ok=True)
+    root = folder if isinstance(folder, ObjectStoragePath) else reports_root(folder)
     started = report.started_at or report.ended_at or datetime.now(timezone.utc)
     stem = f"{started:%Y%m%dT%H%M%SZ}__{safe_name(report.run_id, 'run')}"
+    site_dir = root / safe_name(report.site, "site")
     paths = {"json": site_dir / f"{stem}.json", "html": site_dir / f"{stem}.html"}
     document = report.model_dump(mode="json", by_alias=True)
-    write_atomically(paths["json"], json.dumps(document, indent=2, ensure_ascii=False) + "\n")
-    write_atomically(paths["html"], render_html(report, history))
-    log.info("Drill report written: %s and %s", paths["json"], paths["html"])
-    return {kind: str(path) for kind, path in paths.items()}
+    page = render_html(report, history)
+    with reaching(root, f"writing the drill report of run {report.run_id}"):
+        write_text(paths["json"], json.dumps(document, indent=2, ensure_ascii=False) + "\n")
+        write_text(paths["html"], page)
+    log.info("Drill report written: %s and %s", describe(paths["json"]), describe(paths["html"]))
+    return {kind: describe(path) for kind, path in paths.items()}
 
 
-def load_history(folder: str | os.PathLike, site: str, limit: int = TREND_RUNS,
+def load_history(folder: str | os.PathLike | ObjectStoragePath, site: str, limit: int = TREND_RUNS,
                  exclude_run_id: str | None = None) -> list[DrillReport]:
     """
-    Read a site's latest earlier reports, oldest first.
+    Read a site's latest earlier reports from the store, oldest first.
 
-    Each file is validated as a :class:`~site_recovery.records.DrillReport`. One that cannot be
+    Each object is validated as a :class:`~site_recovery.records.DrillReport`. One that cannot be
     read, is not JSON or is not a valid report (an older schema, a broken file) is skipped with a
-    warning naming the file and the offending fields: an old report must never fail a drill.
+    warning naming it and the offending fields: an old report must never fail a drill. A store
+    that cannot be reached at all raises ReportStoreUnavailable (the trend would silently lie).
 
-    :param folder: Root folder of all drill reports (as given to :func:`write_report`).
+    :param folder: Root of all drill reports (as given to :func:`write_report`).
     :param site: Site name.
     :param limit: At most this many reports (the newest ones).
     :param exclude_run_id: Leave out the report of this run (the drill being reported).
     """
-    site_dir = Path(folder) / safe_name(site, "site")
-    if limit <= 0 or not site_dir.is_dir():
+    if limit <= 0:
         return []
-    files = sorted(p for p in site_dir.glob("*.json") if not p.name.startswith("."))
+    root = folder if isinstance(folder, ObjectStoragePath) else reports_root(folder)
     reports: list[DrillReport] = []
-    for path in reversed(files):  # the names start with the drill's start time: newest last
-        report = _read_report(path)
-        if report is None or (exclude_run_id is not None and report.run_id == exclude_run_id):
-            continue
-        reports.append(report)
-        if len(reports) >= limit:
-            break
+    with reaching(root, f"reading the earlier drill reports of site {site}"):
+        files = list_reports(root / safe_name(site, "site"))
+        for path in reversed(files):  # the names start with the drill's start time: newest last
+            report = _read_report(path)
+            if report is None or (exclude_run_id is not None and report.run_id == exclude_run_id):
+                continue
+            reports.append(report)
+            if len(reports) >= limit:
+                break
     reports.reverse()
     return reports
 
 
-def _read_report(path: Path) -> DrillReport | None:
+def _read_report(path: ObjectStoragePath) -> DrillReport | None:
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        log.warning("Skipping drill report %s: it cannot be read (%s)", path, exc)
+        log.warning("Skipping drill report %s: it cannot be read (%s)", describe(path), exc)
         return None
     try:
         return DrillReport.model_validate(document)
@@ -146,7 +152,7 @@ def _read_report(path: Path) -> DrillReport | None:
         problems = "; ".join(f"{'.'.join(str(part) for part in error['loc']) or 'the document'}: {error['msg']}"
                              for error in exc.errors()[:5])
         more = f" (+{exc.error_count() - 5} more)" if exc.error_count() > 5 else ""
-        log.warning("Skipping drill report %s: it is not a valid drill report (%s%s)", path, problems, more)
+        log.warning("Skipping drill report %s: it is not a valid drill report (%s%s)", describe(path), problems, more)
         return None
 
 
@@ -154,23 +160,6 @@ def safe_name(value: str | None, fallback: str) -> str:
     """``value`` as a file name part every file system takes (``fallback`` when nothing of it is left)."""
     name = re.sub(r"[^A-Za-z0-9._-]+", "_", value or "").strip("._")[:120]
     return name or fallback
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` so a reader sees the old file or the whole new one, never a part."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
 
 # ------------------------------------------------------------------------------------- page

@@ -82,3 +82,8 @@ class RecoveryFailed(AirflowFailException):
 
 class ApprovalRefused(AirflowFailException):
     """The approver rejected a step of a failover or failback, or nobody answered in time: nothing further runs."""
+
+
+class ReportStoreUnavailable(AirflowException):
+    """The reports store (``[site_recovery] reports_folder``) could not be reached or is not a usable URL;
+    retrying may help (the message names the store, never its credentials)."""

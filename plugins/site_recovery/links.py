@@ -75,3 +75,43 @@ class AsrJobLink(BaseOperatorLink):
         if not job_name or not context:
             return ""
         return asr_job_portal_url(job_name=job_name, **context)
+
+
+#: Where the plugin's FastAPI app is mounted in the API server (see site_recovery.plugin).
+PLUGIN_URL_PREFIX = "/site-recovery"
+
+
+def stored_report_url(location: str, *, root: str, base_url: str = "") -> str:
+    """The API server's address of a stored report page: ``<base_url>/site-recovery/reports/<key>``.
+
+    :param location: Where the report was written (a local path or the object's URL, as
+        :func:`site_recovery.drill_report.write_report` returns it).
+    :param root: The reports store's root, described the same way.
+    :param base_url: Airflow's ``[api] base_url``; empty: a link relative to the UI's own host.
+    :return: "" when ``location`` is not inside ``root`` (a report written to another store).
+    """
+    root = root.rstrip("/") + "/"
+    if not location.startswith(root):
+        return ""
+    key = location[len(root):]
+    return f"{base_url.rstrip('/')}{PLUGIN_URL_PREFIX}/reports/{quote(key, safe='/')}"
+
+
+class StoredReportLink(BaseOperatorLink):
+    """Open the report a report task wrote, served from the reports store by the plugin (behind Airflow's login).
+
+    The task returns its report's locations (``html``) as its XCom value; the link is empty until it has.
+    """
+
+    name = "Report"
+
+    def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
+        from airflow.configuration import conf
+        from site_recovery.report_store import describe, reports_root
+
+        written = XCom.get_value(key="return_value", ti_key=ti_key)
+        html = getattr(written, "html", None) or (written.get("html") if isinstance(written, dict) else None)
+        if not html:
+            return ""
+        return stored_report_url(html, root=describe(reports_root()),
+                                 base_url=conf.get("api", "base_url", fallback="") or "")

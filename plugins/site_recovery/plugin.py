@@ -16,6 +16,17 @@ from __future__ import annotations
 from airflow.plugins_manager import AirflowPlugin
 
 
+class _ReportApps:
+    """``fastapi_apps``, built when read: only the API server reads it (``get_fastapi_plugins``), so the
+    route module and FastAPI stay out of the scheduler, the triggerer and the workers."""
+
+    def __get__(self, instance: object, owner: type) -> list[dict]:
+        from site_recovery.links import PLUGIN_URL_PREFIX
+        from site_recovery.report_routes import app
+
+        return [{"app": app, "url_prefix": PLUGIN_URL_PREFIX, "name": "Site recovery reports"}]
+
+
 class SiteRecoveryPlugin(AirflowPlugin):
     """
     Make ``site_recovery`` visible in Airflow's plugin list, and its records readable from XCom.
@@ -24,11 +35,14 @@ class SiteRecoveryPlugin(AirflowPlugin):
     installed ``site_recovery`` package, links declared on our own operators through
     ``operator_extra_links`` need no registration, and the ``azure_site_recovery`` connection type
     comes from the distribution's provider metadata (``site_recovery.provider_info``). So this
-    class registers nothing else on purpose: it keeps plugin loading cheap and the Azure SDK out of
-    the scheduler and the API server.
+    class registers little else on purpose: it keeps plugin loading cheap and the Azure SDK out of
+    the scheduler and the API server. The one exception is the API server's route to stored
+    reports (``fastapi_apps``, see site_recovery.report_routes), which the ``Report`` button of the
+    report tasks opens.
     """
 
     name = "site_recovery"
+    fastapi_apps = _ReportApps()
 
     @classmethod
     def on_load(cls, *args, **kwargs) -> None:

@@ -14,9 +14,10 @@ import logging
 import os
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from pathlib import Path
 
-from site_recovery.drill_report import report_environment, safe_name, write_atomically
+from airflow.sdk import ObjectStoragePath
+from site_recovery.drill_report import report_environment, safe_name
+from site_recovery.report_store import describe, reaching, reports_root, write_text
 from site_recovery.failover import sides
 from site_recovery.records import JobSummary, RecoveryReport, RecoveryVmResult, format_seconds
 from site_recovery.vocabulary import AsrJobState, FailoverDirection, FailoverKind, RecoveryStage
@@ -26,20 +27,22 @@ log = logging.getLogger(__name__)
 RECOVERY_FOLDER = "recovery"
 
 
-def write_recovery_report(folder: str | os.PathLike, report: RecoveryReport) -> dict[str, str]:
-    """Store the report as ``<folder>/<site>/recovery/<start>__<run id>.json`` and ``.html`` (each atomically).
+def write_recovery_report(folder: str | os.PathLike | ObjectStoragePath, report: RecoveryReport) -> dict[str, str]:
+    """Store the report as ``<store>/<site>/recovery/<start>__<run id>.json`` and ``.html`` (each whole or not at all).
 
-    :return: ``{"json": path, "html": path}``.
+    :return: ``{"json": location, "html": location}``: a local path, or the object's URL.
     """
-    site_dir = Path(folder) / safe_name(report.site, "site") / RECOVERY_FOLDER
-    site_dir.mkdir(parents=True, exist_ok=True)
+    root = folder if isinstance(folder, ObjectStoragePath) else reports_root(folder)
+    site_dir = root / safe_name(report.site, "site") / RECOVERY_FOLDER
     started = report.started_at or report.ended_at or datetime.now(timezone.utc)
     stem = f"{started:%Y%m%dT%H%M%SZ}__{safe_name(report.run_id, 'run')}"
     paths = {"json": site_dir / f"{stem}.json", "html": site_dir / f"{stem}.html"}
-    write_atomically(paths["json"], json.dumps(report.model_dump(mode="json"), indent=2, ensure_ascii=False) + "\n")
-    write_atomically(paths["html"], render_recovery_html(report))
-    log.info("Recovery report written: %s and %s", paths["json"], paths["html"])
-    return {kind: str(path) for kind, path in paths.items()}
+    page = render_recovery_html(report)
+    with reaching(root, f"writing the recovery report of run {report.run_id}"):
+        write_text(paths["json"], json.dumps(report.model_dump(mode="json"), indent=2, ensure_ascii=False) + "\n")
+        write_text(paths["html"], page)
+    log.info("Recovery report written: %s and %s", describe(paths["json"]), describe(paths["html"]))
+    return {kind: describe(path) for kind, path in paths.items()}
 
 
 # ------------------------------------------------------------------------------------- page

@@ -9,8 +9,6 @@ drills too); :func:`check_verdict` then fails the run when the verdict is FAIL. 
 from __future__ import annotations
 
 import logging
-import os
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import get_current_context
@@ -37,17 +35,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 #: The task group mapped over the gate's targets.
 GROUP = "drill_vm"
-
-
-def reports_folder() -> Path:
-    """``[site_recovery] reports_folder`` (env ``AIRFLOW__SITE_RECOVERY__REPORTS_FOLDER``), else
-    ``$AIRFLOW_HOME/drill-reports``."""
-    from airflow.configuration import conf
-
-    configured = conf.get("site_recovery", "reports_folder", fallback=None)
-    if configured:
-        return Path(configured).expanduser()
-    return Path(os.environ.get("AIRFLOW_HOME", "~/airflow")).expanduser() / "drill-reports"
 
 
 def report_asset_uri(site_name: str) -> str:
@@ -236,13 +223,14 @@ def drill_report(site_name: str) -> DrillOutcomeSummary:
     :func:`check_verdict` then fails the run when the verdict is FAIL.
     """
     from site_recovery.drill_report import load_history, write_report
+    from site_recovery.report_store import reports_root
     from site_recovery.records import DrillOutcomeSummary
     from site_recovery.site import load_site_named
 
     context = get_current_context()
     site = load_site_named(site_name)
     report = build_report(site, context)
-    folder = reports_folder()
+    folder = reports_root()
     history = load_history(folder, site.name, exclude_run_id=report.run_id)
     paths = write_report(folder, report, history)
     log.info("Drill report (%s): %s\nJSON: %s", report.verdict, paths["html"], paths["json"])

@@ -234,7 +234,7 @@ def recovery_report(site_name: str, direction: str) -> dict[str, str]:
     )
     from site_recovery.recovery_report import write_recovery_report
     from site_recovery.site import load_site_named
-    from site_recovery.tasks.drill_report import reports_folder
+    from site_recovery.report_store import reports_root
     from site_recovery.vocabulary import FailoverDirection, FailoverKind, RecoveryStage, RecoveryStep
 
     context = get_current_context()
@@ -310,7 +310,7 @@ def recovery_report(site_name: str, direction: str) -> dict[str, str]:
         site=site.name, dag_id=context["dag"].dag_id, run_id=context["run_id"], direction=direction, kind=kind,
         started_at=context["dag_run"].start_date, ended_at=utc_now(), assessment=assessment, approvals=approvals,
         vms=results, plans=plans, completed=completed, outcome=outcome)
-    return write_recovery_report(reports_folder(), report)
+    return write_recovery_report(reports_root(), report)
 
 
 
