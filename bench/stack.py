@@ -405,6 +405,32 @@ def hostname() -> str:
 '''
 
 
+class Azurite:
+    """Azurite's Blob service for one stack or test: its own account, its made-up key, its data in ``location``.
+
+    ``command`` and ``env`` start it (the key travels in the environment, as Azurite reads it);
+    :meth:`connection` is the Airflow ``wasb`` connection that reaches it (a connection string).
+    """
+
+    def __init__(self, location: Path, port: int) -> None:
+        import base64
+
+        self.location, self.port = location, port
+        self.key = base64.b64encode(os.urandom(64)).decode()
+        location.mkdir(parents=True, exist_ok=True)
+        self.command = [str(AZURITE_BIN), "--blobHost", "127.0.0.1", "--blobPort", str(port), "--location",
+                        str(location), "--silent", "--skipApiVersionCheck", "--loose"]
+        self.env = {"AZURITE_ACCOUNTS": f"{AZURITE_ACCOUNT}:{self.key}"}
+
+    @property
+    def connection_string(self) -> str:
+        return (f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={self.key};"
+                f"BlobEndpoint=http://127.0.0.1:{self.port}/{AZURITE_ACCOUNT};")
+
+    def connection(self) -> dict:
+        return {"conn_type": "wasb", "extra": {"connection_string": self.connection_string}}
+
+
 class StackUnavailable(RuntimeError):
     """Something the distributed stack needs on this machine is missing; the message says what."""
 
@@ -496,6 +522,7 @@ class DistributedStack(Stack):
         self.azurite_port = free_port()
         self.reports_url = f"abfs://{REPORTS_CONN_ID}@{REPORTS_CONTAINER}/"
         self.lab_command: list[str] = []
+        self.azurite: Azurite | None = None
 
     # ---------------------------------------------------------------- start
     def _start(self) -> None:
@@ -511,11 +538,9 @@ class DistributedStack(Stack):
         self.start_component("lab", self.lab_command, env=dict(os.environ))
         self.lab = LabClient.from_state_dir(lab_dir, wait_seconds=60)
         self._wait_until(self.lab.health, "the lab", self.workdir / "lab.log")
-        account_key = self._start_azurite()
+        self._start_azurite()
         connections = self.lab.airflow_connections(AZURE_CONN_ID)
-        connections[REPORTS_CONN_ID] = {"conn_type": "wasb", "extra": {"connection_string": (
-            f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={account_key};"
-            f"BlobEndpoint=http://127.0.0.1:{self.azurite_port}/{AZURITE_ACCOUNT};")}}
+        connections[REPORTS_CONN_ID] = self.azurite.connection()
         connections_file = self.workdir / "connections.json"
         connections_file.touch(mode=0o600)
         connections_file.write_text(json.dumps(connections, indent=2))
@@ -578,17 +603,11 @@ class DistributedStack(Stack):
 
     def _start_azurite(self) -> str:
         """Start Azurite's Blob service with an account of its own; return the account key (never logged)."""
-        import base64
-
-        key = base64.b64encode(os.urandom(64)).decode()
-        location = self.workdir / "azurite"
-        location.mkdir(exist_ok=True)
-        self.start_component("azurite", [str(AZURITE_BIN), "--blobHost", "127.0.0.1", "--blobPort",
-                                         str(self.azurite_port), "--location", str(location), "--silent",
-                                         "--skipApiVersionCheck", "--loose"],
-                             env={**os.environ, "AZURITE_ACCOUNTS": f"{AZURITE_ACCOUNT}:{key}"})
+        azurite = Azurite(self.workdir / "azurite", self.azurite_port)
+        self.start_component("azurite", azurite.command, env={**os.environ, **azurite.env})
         self._wait_until(lambda: _port_open(self.azurite_port), "Azurite", self.workdir / "azurite.log")
-        return key
+        self.azurite = azurite
+        return azurite.key
 
     def _create_reports_container(self) -> None:
         subprocess.run([sys.executable, "-c", (

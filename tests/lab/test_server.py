@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ssl
 import subprocess
+import time
 import sys
 import urllib.error
 import urllib.request
@@ -119,7 +120,8 @@ class TestHttpFaultsAndRequestLog:
 
     @pytest.mark.parametrize(
         "spec, message",
-        [({"path": "x"}, "needs 'status'"), ({"status": 200}, "HTTP error"),
+        [({"path": "x"}, "needs either 'status'"), ({"status": 200}, "HTTP error"),
+         ({"status": 503, "answer_after": 2}, "not both"), ({"answer_after": 0}, "seconds in (0, 3600]"),
          ({"status": 503, "path": "("}, "regular expression"), ({"status": 503, "colour": "red"}, "unknown fault field")],
     )
     def test_bad_fault_specs_are_refused_with_a_reason(self, lab, spec, message):
@@ -127,6 +129,18 @@ class TestHttpFaultsAndRequestLog:
                                  headers={"Authorization": f"Bearer {lab['admin_token']}"}, timeout=10)
         assert response.status_code == 400
         assert message in response.json()["error"]
+
+    def test_a_held_answer_is_served_at_once_and_answered_late(self, lab, token):
+        lab.hold_answers(1.5, method="GET", path="/replicationJobs$")
+        started = time.monotonic()
+        response = arm_get(lab, jobs_path(lab), token)
+        assert time.monotonic() - started >= 1.5
+        assert response.status_code == 404  # the real answer, late (no vault in a fresh lab)
+        (logged,) = lab.requests(path="/replicationJobs$")
+        assert logged["status"] == 404 and logged["fault_id"] and logged["duration_ms"] >= 1500
+        started = time.monotonic()
+        arm_get(lab, jobs_path(lab), token)  # one request only: the next is answered at once
+        assert time.monotonic() - started < 1.5
 
     def test_request_log_filters_mutating_requests_and_pages_by_seq(self, lab, token):
         arm_get(lab, jobs_path(lab), token)

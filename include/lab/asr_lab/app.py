@@ -215,7 +215,22 @@ class TrafficRecorder:
         client_request_id = _header(scope, b"x-ms-client-request-id")
         status_holder = {"status": 500}
         fault = self.lab.faults.take(method, path)
-        if fault is not None:
+        if fault is not None and fault.answer_after is not None:
+            held: list = []
+
+            async def hold(message) -> None:
+                if message["type"] == "http.response.start":
+                    status_holder["status"] = message["status"]
+                held.append(message)
+
+            await self.app(scope, receive, hold)  # served now: whatever it starts has started
+            await asyncio.sleep(fault.answer_after)
+            try:
+                for message in held:
+                    await send(message)
+            except OSError:  # the caller is gone (killed while it waited): it never hears the answer
+                pass
+        elif fault is not None:
             headers = {"x-ms-request-id": str(uuid.uuid4())}
             if client_request_id:
                 headers["x-ms-client-request-id"] = client_request_id

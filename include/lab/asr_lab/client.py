@@ -127,6 +127,11 @@ class LabClient:
     def http_faults(self) -> list[dict]:
         return self._call("GET", "/faults/http")["faults"]
 
+    def hold_answers(self, seconds: float, *, path: str, method: str = "*", count: int = 1) -> dict:
+        """Serve the next ``count`` matching requests but hold each answer back ``seconds`` (wall time)."""
+        return self._call("POST", "/faults/http", json={"answer_after": seconds, "path": path, "method": method,
+                                                         "count": count})
+
     def job_faults(self) -> list[dict]:
         return self._call("GET", "/faults/jobs")["faults"]
 

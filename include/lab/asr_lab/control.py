@@ -2,7 +2,9 @@
 
 Tests assert on what the product did, not on what it printed; the request log is that
 record. HTTP faults make the next N matching requests fail the way Azure fails under load
-(429 with Retry-After, 503) or refuses a caller (401), without touching the state model.
+(429 with Retry-After, 503) or refuses a caller (401), without touching the state model, or
+answer late: the request is served (a job starts) and its answer held back, as when a caller
+dies or the network drops between Azure accepting a request and the caller hearing of it.
 """
 
 from __future__ import annotations
@@ -81,20 +83,29 @@ class RequestLog:
 
 @dataclass
 class HttpFault:
-    """Answer the next ``count`` requests matching method and path with ``status``."""
+    """Answer the next ``count`` requests matching method and path with ``status``; or, with
+    ``answer_after`` instead of a status, serve them and hold each answer back that many seconds
+    (wall time, not lab time: the network, not Azure, is slow)."""
 
-    status: int
+    status: int | None = None
     path: str = ".*"
     method: str = "*"
     count: int = 1
     retry_after: int | None = None
     code: str | None = None
     message: str | None = None
+    answer_after: float | None = None
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     hits: int = 0
 
     def __post_init__(self) -> None:
-        if not 400 <= int(self.status) <= 599:
+        if (self.status is None) == (self.answer_after is None):
+            raise ValueError("a fault needs either 'status' (an HTTP error to answer) or 'answer_after' "
+                             "(seconds to hold a served request's answer), not both")
+        if self.answer_after is not None:
+            if not 0 < float(self.answer_after) <= 3600:
+                raise ValueError(f"fault answer_after must be seconds in (0, 3600], got {self.answer_after}")
+        elif not 400 <= int(self.status) <= 599:
             raise ValueError(f"fault status must be an HTTP error (400-599), got {self.status}")
         if int(self.count) < 0:
             raise ValueError(f"fault count must be >= 0 (0 = until removed), got {self.count}")
@@ -142,12 +153,10 @@ class HttpFaults:
         self._faults: list[HttpFault] = []
 
     def add(self, spec: dict) -> HttpFault:
-        allowed = {"status", "path", "method", "count", "retry_after", "code", "message"}
+        allowed = {"status", "path", "method", "count", "retry_after", "code", "message", "answer_after"}
         unknown = set(spec) - allowed
         if unknown:
             raise ValueError(f"unknown fault field(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
-        if "status" not in spec:
-            raise ValueError("fault needs 'status' (an HTTP error code such as 429 or 503)")
         fault = HttpFault(**spec)
         self._faults.append(fault)
         return fault

@@ -8,9 +8,11 @@ from airflow.providers.standard.operators.python import PythonOperator
 from site_recovery.links import StoredReportLink
 
 #: A store that cannot be reached (Blob storage restarting, a network blip) is tried again this many
-#: times, this far apart, before the task fails naming the store.
-REPORT_RETRIES = 3
-REPORT_RETRY_DELAY = timedelta(seconds=20)
+#: times, this far apart, before the task fails naming the store. Each try already spends about a
+#: minute in the Azure SDK's own retries (ExponentialRetry: 15 s, 18 s, 24 s), so three tries ride
+#: out about four minutes of outage.
+REPORT_RETRIES = 2
+REPORT_RETRY_DELAY = timedelta(seconds=30)
 
 
 class ReportOperator(PythonOperator):
