@@ -31,7 +31,7 @@ demo: $(STAMP)
 	$(VENV)/bin/python tools/demo.py
 
 test: $(STAMP) $(AZURITE)
-	@command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver)
 	$(VENV)/bin/python -m pytest
 
 bench: $(STAMP) $(AZURITE)

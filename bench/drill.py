@@ -40,7 +40,7 @@ from pathlib import Path
 
 import yaml
 
-from bench.stack import Stack, request_figures, ts
+from bench.stack import REPORTS_CONN_ID, DistributedStack, Stack, request_figures, ts
 
 ENABLE_SITE, DRILL_SITE = "bench", "bench-30s"
 GROUP = "drill_vm."
@@ -194,7 +194,7 @@ def task_figures(tis: list[dict]) -> dict:
 
 # ------------------------------------------------------------------------------------ the bench
 def run_bench(workdir: Path, vms: int = 200, poll_interval: str = "30s", enable_with: str = "sdk",
-              timeout: float = 1200) -> dict:
+              timeout: float = 1200, distributed: bool = False) -> dict:
     from bench.estate_200 import is_protectable, write
 
     sites = {ENABLE_SITE: {"max_concurrent": 20, "poll_interval": "1s"},
@@ -209,10 +209,20 @@ def run_bench(workdir: Path, vms: int = 200, poll_interval: str = "30s", enable_
                   "airflow": "airflow standalone (scheduler, dag-processor, triggerer, api-server), default "
                              "parallelism and max_active_tasks", "cpus": os.cpu_count(),
                   "load_average_1m_at_start": round(os.getloadavg()[0], 2)}
+    if distributed:
+        conditions.update({
+            "executor": "CeleryExecutor, 2 workers x 16 slots, broker Redis", "database": "PostgreSQL",
+            "airflow": "api-server, scheduler, dag-processor, 2 triggerers, 2 Celery workers (make stack's "
+                       "layout), reports in Azurite; default parallelism and max_active_tasks"})
     results: dict = {"conditions": conditions}
-    # WAL: with SQLite's default journal, 200 mapped VMs at once kill the scheduler ("database is locked").
-    with Stack(workdir, estate_file, include, 0, extra_env={"AIRFLOW__SITE_RECOVERY__REPORTS_FOLDER": str(reports)},
-               sqlite_wal=True) as stack:
+    if distributed:
+        stack_cm = DistributedStack(workdir, estate_file, include, 0, database=f"asr_dr_bench_{os.getpid()}",
+                                    redis_db=13)
+    else:
+        # WAL: with SQLite's default journal, 200 mapped VMs at once kill the scheduler ("database is locked").
+        stack_cm = Stack(workdir, estate_file, include, 0,
+                         extra_env={"AIRFLOW__SITE_RECOVERY__REPORTS_FOLDER": str(reports)}, sqlite_wal=True)
+    with stack_cm as stack:
         lab, api = stack.lab, stack.api
         print(f"  Airflow up on port {stack.port}; lab estate with {len(protectable)} protectable VMs", flush=True)
         _, state, deploy_s = stack.run_dag(f"asr_deploy__{ENABLE_SITE}", timeout=600)
@@ -237,7 +247,15 @@ def run_bench(workdir: Path, vms: int = 200, poll_interval: str = "30s", enable_
         lab_state = lab.state()
     drilled = sum(1 for ti in tis if ti["task_id"] == WAIT_TFO)
     verified = sum(1 for ti in tis if ti["task_id"] == f"{GROUP}verify_test_vm" and ti["state"] == "success")
-    report = next(iter(sorted(reports.rglob("*.json"))), None) if reports.exists() else None
+    if distributed:
+        from site_recovery.drill_report import load_history
+
+        stored = load_history(stack_reports(stack), DRILL_SITE, limit=1)
+        report_verdict = str(stored[-1].verdict) if stored else None
+    else:
+        report = next(iter(sorted(reports.rglob("*.json"))), None) if reports.exists() else None
+        report_verdict = json.loads(report.read_text()).get("verdict") if report else None
+    finished = [ti for ti in tis if ti.get("end_date") and ti["state"] in ("success", "failed", "skipped")]
     print(f"  {drill_dag}: {state} in {wall:.0f}s, {verified} of {drilled} VMs verified", flush=True)
     results.update({
         "state": state, "vms_drilled": drilled, "vms_verified": verified,
@@ -250,9 +268,57 @@ def run_bench(workdir: Path, vms: int = 200, poll_interval: str = "30s", enable_
         "jobs": dict(Counter(f"{j['scenario']} {j['state']}" for j in jobs)),
         "tasks": task_figures(tis),
         "left_behind": {"in_test_failover": len(lab_state["inTestFailover"]), "test_vms": len(lab_state["testVms"])},
-        "report_verdict": json.loads(report.read_text()).get("verdict") if report else None,
+        "report_verdict": report_verdict,
+        "task_instances_finished": len(finished),
+        "task_throughput_per_s": round(len(finished) / wall, 2) if wall else None,
     })
     return results
+
+
+def stack_reports(stack: DistributedStack):
+    """The distributed stack's reports store, read from this process through the workers' connection."""
+    from site_recovery.report_store import reports_root
+
+    connections = json.loads((stack.workdir / "connections.json").read_text())
+    os.environ[f"AIRFLOW_CONN_{REPORTS_CONN_ID.upper()}"] = json.dumps(connections[REPORTS_CONN_ID])
+    return reports_root(stack.reports_url)
+
+
+def run_side_by_side(workdir: Path, vms: int = 200, poll_interval: str = "30s") -> dict:
+    """The same drill (estate, site file, lab time scale 0, VMs protected through the SDK) on
+    ``airflow standalone`` and then on the distributed stack, in one run; the ratios distributed / standalone."""
+    standalone = run_bench(workdir / "standalone", vms=vms, poll_interval=poll_interval)
+    distributed = run_bench(workdir / "distributed", vms=vms, poll_interval=poll_interval, distributed=True)
+
+    def ratio(key: str, *path: str) -> float | None:
+        values = []
+        for figures in (distributed, standalone):
+            value = figures
+            for part in (key, *path):
+                value = (value or {}).get(part)
+            values.append(value)
+        return round(values[0] / values[1], 2) if values[0] is not None and values[1] else None
+
+    return {"standalone": standalone, "distributed": distributed, "ratio_distributed_over_standalone": {
+        "wall_seconds": ratio("wall_seconds"), "task_throughput_per_s": ratio("task_throughput_per_s"),
+        "job_end_to_wait_end_median": ratio("job_end_to_dag", "test_failover_job_end_to_wait_test_failover_end",
+                                            "median_s"),
+        "job_end_to_wait_end_p90": ratio("job_end_to_dag", "test_failover_job_end_to_wait_test_failover_end", "p90_s"),
+        "job_end_to_wait_end_max": ratio("job_end_to_dag", "test_failover_job_end_to_wait_test_failover_end", "max_s"),
+    }}
+
+
+def side_by_side_summary(figures: dict) -> str:
+    lines = []
+    for name in ("standalone", "distributed"):
+        f = figures[name]
+        per_vm = (f.get("job_end_to_dag") or {}).get("test_failover_job_end_to_wait_test_failover_end") or {}
+        lines.append(f"  {name:<11} {f['state']} in {f['wall_seconds']:.0f} s, {f['task_instances_finished']} task "
+                     f"instances ({f['task_throughput_per_s']}/s); job end -> wait end median {per_vm.get('median_s')} s,"
+                     f" p90 {per_vm.get('p90_s')} s, max {per_vm.get('max_s')} s; report {f['report_verdict']}")
+    return "\n".join([f"Drill, {figures['standalone']['vms_drilled']} VMs, distributed vs standalone "
+                      f"(time scale 0, poll {figures['standalone']['conditions']['poll_interval']}):", *lines,
+                      f"  distributed / standalone: {figures['ratio_distributed_over_standalone']}"])
 
 
 def summary(figures: dict) -> str:

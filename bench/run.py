@@ -23,6 +23,12 @@ as plans and then one by one, at lab time scale 1 (a VM's test failover takes mi
 ASR); wall time, task instances, ARM requests, and wall time over the critical path (what ASR's
 own jobs took; goal for the plan drill: <= 1.1).
 
+Drill, 200 VMs, distributed (bench/drill.py ``run_side_by_side``): the same drill on ``airflow
+standalone`` (SQLite, LocalExecutor) and on the distributed stack (``make stack``: PostgreSQL,
+Redis, two Celery workers, two triggerers, reports in Azurite), in one run at the same time scale:
+wall time, task throughput and the delay from a job ending to its wait ending, with the ratios
+distributed / standalone.
+
 Figures are printed and written to bench/results/latest.json; ``--only PART`` runs one part
 and updates only its figures there.
 """
@@ -124,7 +130,7 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-PARTS = ("lab", "dag-parse", "enable-replication", "drill", "plan-drill")
+PARTS = ("lab", "dag-parse", "enable-replication", "drill", "plan-drill", "drill-distributed")
 
 
 def enable_replication(args) -> dict:
@@ -157,6 +163,14 @@ def plan_drill(args) -> dict:
         tmp, vms=args.drill_vms, poll_interval=args.plan_drill_poll_interval, time_scale=args.plan_drill_time_scale,
         one_by_one=not args.plan_drill_plans_only),
         summary)
+
+
+def drill_distributed(args) -> dict:
+    """The same drill on airflow standalone and on the distributed stack (make stack's layout), in one run."""
+    from bench.drill import run_side_by_side, side_by_side_summary
+
+    return _kept_on_failure("drill-distributed", lambda tmp: run_side_by_side(
+        tmp, vms=args.drill_vms, poll_interval=args.drill_poll_interval), side_by_side_summary)
 
 
 def _kept_on_failure(part: str, run, summary) -> dict:
@@ -234,6 +248,10 @@ def main() -> int:
         print(f"plan drill, {args.drill_vms} VMs in 2 plans then one by one, at lab time scale "
               f"{args.plan_drill_time_scale:g}: two runs under airflow standalone, about 30 minutes ...", flush=True)
         results["plan_drill"] = plan_drill(args)
+    if "drill-distributed" in parts:
+        print(f"drill, {args.drill_vms} VMs, distributed: the same drill under airflow standalone and on the "
+              f"distributed stack, about 25 minutes ...", flush=True)
+        results["drill_distributed"] = drill_distributed(args)
     RESULTS.mkdir(parents=True, exist_ok=True)
     if args.only and latest.exists():
         # A long part may have run while another bench updated latest.json: keep its figures.

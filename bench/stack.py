@@ -189,6 +189,10 @@ class Stack:
                 continue
         return sorted(found)
 
+    def admin_password(self) -> str:
+        """The password Airflow's simple auth manager generated for ``admin``."""
+        return json.loads((self.airflow_home / "simple_auth_manager_passwords.json.generated").read_text())["admin"]
+
     @property
     def db(self) -> Path:
         return self.airflow_home / "airflow.db"
@@ -492,6 +496,12 @@ def drop_database(name: str) -> None:
         conn.close()
 
 
+#: The stack's components as docker-compose.yaml names its services (tests/unit/test_compose.py).
+COMPOSE_SERVICES = {"api-server": "airflow-apiserver", "scheduler": "airflow-scheduler",
+                    "dag-processor": "airflow-dag-processor", "triggerer": "airflow-triggerer",
+                    "worker": "airflow-worker", "lab": "asr-lab", "azurite": "azurite"}
+
+
 class DistributedStack(Stack):
     """Airflow as docker-compose lays it out, as separate processes on this machine, plus the lab and Azurite.
 
@@ -556,7 +566,6 @@ class DistributedStack(Stack):
         (self.workdir / "db-migrate.log").write_text(migrate.stdout + migrate.stderr)
         if migrate.returncode:
             raise RuntimeError(f"airflow db migrate failed; see {self.workdir / 'db-migrate.log'}")
-        self._create_reports_container()
         airflow = str(bin_dir / "airflow")
         self.start_component("api-server", [airflow, "api-server", "--port", str(self.port), "--host", "127.0.0.1"])
         self.start_component("scheduler", [airflow, "scheduler"])
@@ -608,12 +617,6 @@ class DistributedStack(Stack):
         self._wait_until(lambda: _port_open(self.azurite_port), "Azurite", self.workdir / "azurite.log")
         self.azurite = azurite
         return azurite.key
-
-    def _create_reports_container(self) -> None:
-        subprocess.run([sys.executable, "-c", (
-            "from site_recovery.report_store import reports_root; root = reports_root(); "
-            "root.mkdir(parents=True, exist_ok=True)")], env={**self.env, "ASR_STACK_HOSTNAME": "init"},
-            check=True, capture_output=True, timeout=120)
 
     def start_component(self, name: str, command: list[str], extra_env: dict[str, str] | None = None,
                         env: dict[str, str] | None = None) -> subprocess.Popen:

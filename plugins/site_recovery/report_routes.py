@@ -67,7 +67,7 @@ def stored_report(key: str, user=Depends(_reader)) -> Response:
     from airflow.api_fastapi.app import get_auth_manager
     from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity, DagDetails
     from site_recovery.exceptions import ReportStoreUnavailable
-    from site_recovery.report_store import reaching, reports_root
+    from site_recovery.report_store import forget_listings, reaching, reports_root
 
     found = _KEY.fullmatch(key)
     if not found or ".." in key:
@@ -84,11 +84,11 @@ def stored_report(key: str, user=Depends(_reader)) -> Response:
     path = path / found["name"]
     try:
         with reaching(root, f"reading report {key}"):
-            if not path.exists():
-                raise HTTPException(status.HTTP_404_NOT_FOUND, "No such report")
-            body = path.read_bytes()
+            body = path.read_bytes() if forget_listings(path).exists() else None
     except ReportStoreUnavailable as exc:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from None
+    if body is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "No such report")
     # The page is self-contained (inline CSS and SVG, no script): forbid anything else it could load.
     return Response(body, media_type=_MEDIA[found["kind"]],
                     headers={"Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src data:",

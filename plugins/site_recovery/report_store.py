@@ -90,7 +90,7 @@ def reaching(root: ObjectStoragePath, what: str) -> Iterator[None]:
         raise ReportStoreUnavailable(
             f"The reports store {describe(root)} could not be reached while {what} "
             f"({type(exc).__module__}.{type(exc).__qualname__}); check that it is up and that the "
-            f"connection it names can write to it") from None
+            f"connection it names may use it") from None
 
 
 def write_text(path: ObjectStoragePath, text: str) -> None:
@@ -104,6 +104,7 @@ def write_text(path: ObjectStoragePath, text: str) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
         write_atomically(target, text)
         return
+    path.parent.mkdir(parents=True, exist_ok=True)  # Blob storage: creates the container the first time
     with path.open("w", encoding="utf-8") as f:
         f.write(text)
 
@@ -125,10 +126,21 @@ def write_atomically(path: Path, text: str) -> None:
         raise
 
 
+def forget_listings(path: ObjectStoragePath) -> ObjectStoragePath:
+    """Drop what this process's filesystem remembers of ``path``'s folder listing, and return ``path``.
+
+    fsspec filesystems (adlfs among them) cache listings for the life of the process; another
+    worker's new report would stay invisible to a long-lived process (the API server) without this.
+    """
+    path.fs.invalidate_cache(path.parent.path if path.parent != path else path.path)
+    path.fs.invalidate_cache(path.path)
+    return path
+
+
 def list_reports(folder: ObjectStoragePath, suffix: str = ".json") -> list[ObjectStoragePath]:
     """The objects directly in ``folder`` whose names end with ``suffix`` (none for a missing folder),
-    by name; hidden names (a local writer's temporary files) are left out."""
-    if not folder.exists():
+    by name, as the store holds them now; hidden names (a local writer's temporary files) are left out."""
+    if not forget_listings(folder).exists():
         return []
     return sorted((entry for entry in folder.iterdir() if entry.name.endswith(suffix) and not entry.name.startswith(".")),
                   key=lambda entry: entry.name)

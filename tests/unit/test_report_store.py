@@ -139,3 +139,15 @@ def test_the_route_serves_only_names_the_report_writers_produce(key, served):
 def test_a_report_is_readable_by_who_may_read_the_runs_that_wrote_it():
     assert report_dag_ids("lab", recovery=False) == ["asr_test_failover_drill__lab"]
     assert report_dag_ids("lab", recovery=True) == ["asr_failover__lab", "asr_failback__lab"]
+
+
+def test_a_report_another_process_wrote_is_seen_by_a_process_that_listed_before(blob_store, azurite):
+    from adlfs import AzureBlobFileSystem
+
+    first, second = _reports(2)
+    write_report(blob_store, first, [])
+    assert [h.run_id for h in load_history(blob_store, "lab")] == ["scheduled__week0"]  # this process has listed
+    other = AzureBlobFileSystem(connection_string=azurite.connection_string, skip_instance_cache=True)
+    name = f"{second.started_at:%Y%m%dT%H%M%SZ}__{second.run_id}.json"
+    other.pipe(f"{blob_store.path.strip('/')}/lab/{name}", second.model_dump_json(by_alias=True).encode())
+    assert [h.run_id for h in load_history(blob_store, "lab")] == ["scheduled__week0", "scheduled__week1"]
