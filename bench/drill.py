@@ -314,7 +314,8 @@ def side_by_side_summary(figures: dict) -> str:
         f = figures[name]
         per_vm = (f.get("job_end_to_dag") or {}).get("test_failover_job_end_to_wait_test_failover_end") or {}
         lines.append(f"  {name:<11} {f['state']} in {f['wall_seconds']:.0f} s, {f['task_instances_finished']} task "
-                     f"instances ({f['task_throughput_per_s']}/s); job end -> wait end median {per_vm.get('median_s')} s,"
+                     f"instances ({f['task_throughput_per_s']}/s); job end -> wait end median "
+                     f"{per_vm.get('median_s')} s,"
                      f" p90 {per_vm.get('p90_s')} s, max {per_vm.get('max_s')} s; report {f['report_verdict']}")
     return "\n".join([f"Drill, {figures['standalone']['vms_drilled']} VMs, distributed vs standalone "
                       f"(time scale 0, poll {figures['standalone']['conditions']['poll_interval']}):", *lines,

@@ -477,7 +477,8 @@ def prepare_database(name: str, fresh: bool) -> str:
                 cur.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
             cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
             if not cur.fetchone():
-                cur.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(name), sql.Identifier(DB_ROLE)))
+                cur.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(name),
+                                                                          sql.Identifier(DB_ROLE)))
     finally:
         conn.close()
     return f"postgresql+psycopg2://{DB_ROLE}@{POSTGRES['host']}:{POSTGRES['port']}/{name}"
@@ -561,7 +562,8 @@ class DistributedStack(Stack):
         if self.fresh:
             redis.Redis(**REDIS, db=self.redis_db).flushdb()
         self.env = self._airflow_env(bin_dir, database_url, connections_file)
-        migrate = subprocess.run([str(bin_dir / "airflow"), "db", "migrate"], env={**self.env, "ASR_STACK_HOSTNAME": "init"},
+        migrate = subprocess.run([str(bin_dir / "airflow"), "db", "migrate"],
+                                 env={**self.env, "ASR_STACK_HOSTNAME": "init"},
                                  cwd=self.workdir, capture_output=True, text=True, timeout=600)
         (self.workdir / "db-migrate.log").write_text(migrate.stdout + migrate.stderr)
         if migrate.returncode:
@@ -644,7 +646,8 @@ class DistributedStack(Stack):
         """Stop a component (SIGTERM, as a service manager does) and start it again with the same command."""
         proc = self.components[name]
         command = proc.args
-        extra = {"AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port())} if name.startswith("triggerer") else None
+        extra = ({"AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port())} if name.startswith("triggerer")
+                 else None)
         stop_process_groups([proc])
         env = dict(os.environ) if name == "lab" else None
         self.start_component(name, list(command), extra, env=env)

@@ -142,5 +142,5 @@ def list_reports(folder: ObjectStoragePath, suffix: str = ".json") -> list[Objec
     by name, as the store holds them now; hidden names (a local writer's temporary files) are left out."""
     if not forget_listings(folder).exists():
         return []
-    return sorted((entry for entry in folder.iterdir() if entry.name.endswith(suffix) and not entry.name.startswith(".")),
-                  key=lambda entry: entry.name)
+    entries = (entry for entry in folder.iterdir() if entry.name.endswith(suffix) and not entry.name.startswith("."))
+    return sorted(entries, key=lambda entry: entry.name)

@@ -122,7 +122,8 @@ class TestHttpFaultsAndRequestLog:
         "spec, message",
         [({"path": "x"}, "needs either 'status'"), ({"status": 200}, "HTTP error"),
          ({"status": 503, "answer_after": 2}, "not both"), ({"answer_after": 0}, "seconds in (0, 3600]"),
-         ({"status": 503, "path": "("}, "regular expression"), ({"status": 503, "colour": "red"}, "unknown fault field")],
+         ({"status": 503, "path": "("}, "regular expression"),
+         ({"status": 503, "colour": "red"}, "unknown fault field")],
     )
     def test_bad_fault_specs_are_refused_with_a_reason(self, lab, spec, message):
         response = requests.post(f"{lab['admin_url']}/faults/http", json=spec, verify=lab["ca_cert"],

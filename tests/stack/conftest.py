@@ -136,7 +136,8 @@ def assert_clean_drill(stack: DistributedStack, drill: Drill, verdict: str = "PA
         stored = stored_report(stack, drill.run_id)
         assert stored is not None, "no report in the store"
         assert stored["verdict"] == verdict, stored["reasons"]
-        assert stored["cleanup_proof"]["items_in_test_failover"] == [] and stored["cleanup_proof"]["test_vms_left"] == []
+        proof = stored["cleanup_proof"]
+        assert proof["items_in_test_failover"] == [] and proof["test_vms_left"] == []
 
 
 def _not_ok(drill: Drill) -> dict:

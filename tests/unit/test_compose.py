@@ -101,9 +101,11 @@ def test_the_compose_file_has_the_settings_of_the_tested_stack():
     for key in ("AIRFLOW__CORE__LOAD_EXAMPLES", "AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE"):
         assert composed[key].lower() == stack[key].lower(), key
     # the same drivers and kinds of URL; only hosts, credentials and database numbers differ
-    for key in ("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "AIRFLOW__CELERY__RESULT_BACKEND", "AIRFLOW__CELERY__BROKER_URL"):
+    for key in ("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "AIRFLOW__CELERY__RESULT_BACKEND",
+                "AIRFLOW__CELERY__BROKER_URL"):
         assert composed[key].split("://")[0] == stack[key].split("://")[0], key
-    kwargs = (json.loads(composed["AIRFLOW__SECRETS__BACKEND_KWARGS"]), json.loads(stack["AIRFLOW__SECRETS__BACKEND_KWARGS"]))
+    kwargs = (json.loads(composed["AIRFLOW__SECRETS__BACKEND_KWARGS"]),
+              json.loads(stack["AIRFLOW__SECRETS__BACKEND_KWARGS"]))
     assert kwargs[0].keys() == kwargs[1].keys() == {"connections_file_path"}
     assert composed["AIRFLOW__API_AUTH__JWT_SECRET"].startswith("${"), "the JWT secret must come from .env"
 
@@ -128,7 +130,8 @@ def test_the_compose_file_pins_the_versions_the_stack_ran():
     services = compose()["services"]
     pinned = json.loads((REPO / "tools" / "azurite" / "package.json").read_text())["dependencies"]["azurite"]
     assert services["azurite"]["image"] == f"mcr.microsoft.com/azure-storage/azurite:{pinned}"
-    with psycopg2.connect(host=POSTGRES["host"], port=POSTGRES["port"], user=POSTGRES["admin"], dbname="postgres") as conn:
+    with psycopg2.connect(host=POSTGRES["host"], port=POSTGRES["port"], user=POSTGRES["admin"],
+                          dbname="postgres") as conn:
         with conn.cursor() as cur:
             cur.execute("SHOW server_version")
             postgres_major = cur.fetchone()[0].split(".")[0]

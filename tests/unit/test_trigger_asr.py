@@ -419,3 +419,53 @@ async def test_cleanup_never_cancels():
 
     hook.aget_job.assert_not_awaited()
     hook.acancel_job.assert_not_awaited()
+
+
+class FakeSupervisor:
+    """What the triggerer's supervisor answers a trigger asking for task states (GetTaskStates)."""
+
+    def __init__(self, states: dict | Exception):
+        self.states, self.asked = states, []
+
+    def send(self, msg):
+        from airflow.sdk.execution_time.comms import TaskStatesResult
+
+        self.asked.append(msg)
+        if isinstance(self.states, Exception):
+            raise self.states
+        return TaskStatesResult(task_states=self.states)
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(("state", "cancelled"), [
+    ("deferred", False),  # another triggerer took the wait over: Airflow 3.3 calls on_kill all the same
+    ("failed", True), ("success", True), (None, True),  # marked failed, marked succeeded, cleared
+])
+async def test_on_kill_cancels_only_when_the_task_is_no_longer_deferred(monkeypatch, state, cancelled):
+    import airflow.sdk.execution_time.task_runner as task_runner
+
+    supervisor = FakeSupervisor({"manual__1": {"drill_vm.wait_test_failover_3": state}})
+    monkeypatch.setattr(task_runner, "SUPERVISOR_COMMS", supervisor, raising=False)
+    hook = FakeHook(make_job("InProgress", allowed=("Cancel",)))
+    trigger = start(hook, cancel_on_kill=True)
+    trigger.task_instance = SimpleNamespace(dag_id="asr_test_failover_drill__lab", task="",
+                                            task_id="drill_vm.wait_test_failover", run_id="manual__1", map_index=3)
+
+    await trigger.on_kill()
+
+    assert hook.acancel_job.await_count == int(cancelled)
+    (asked,) = supervisor.asked
+    assert (asked.dag_id, asked.task_ids, asked.run_ids, asked.map_index) == (
+        "asr_test_failover_drill__lab", ["drill_vm.wait_test_failover"], ["manual__1"], 3)
+
+
+@pytest.mark.asyncio
+async def test_on_kill_leaves_the_job_running_when_the_task_state_cannot_be_read(monkeypatch):
+    import airflow.sdk.execution_time.task_runner as task_runner
+
+    monkeypatch.setattr(task_runner, "SUPERVISOR_COMMS", FakeSupervisor(ConnectionError("gone")), raising=False)
+    hook = FakeHook(make_job("InProgress", allowed=("Cancel",)))
+    trigger = start(hook, cancel_on_kill=True)
+    trigger.task_instance = SimpleNamespace(dag_id="d", task="", task_id="t", run_id="r", map_index=-1)
+    await trigger.on_kill()
+    assert hook.acancel_job.await_count == 0

@@ -211,6 +211,10 @@ class AsrJobTrigger(AsrPollTrigger):
             self.log.info("The task was stopped; ASR job %s keeps running (this wait does not cancel it).",
                           self.job_name)
             return
+        if await self._still_deferred():
+            self.log.info("The task still waits on ASR job %s (another triggerer took this wait over): the job "
+                          "keeps running.", self.job_name)
+            return
         async with self.hook() as hook:
             job = summarize_job(await hook.aget_job(self.resource_group_name, self.vault_name, self.job_name))
             if not job.cancellable:
@@ -219,6 +223,35 @@ class AsrJobTrigger(AsrPollTrigger):
                 return
             self.log.info("Task killed: cancelling ASR job %s.", self.job_name)
             await hook.acancel_job(self.resource_group_name, self.vault_name, self.job_name)
+
+
+    async def _still_deferred(self) -> bool:
+        """Whether the waiting task is still deferred, as the API server has it now.
+
+        Airflow 3.3 calls ``on_kill`` not only when a user marks the task failed, marks it
+        succeeded or clears it, but also when a triggerer hands one of its triggers over to
+        another (triggers are rebalanced when a triggerer misses its heartbeats, or when two
+        picked up the same trigger), with the same "user action" cancel. Only the first must
+        cancel the job; a task that is still deferred was not stopped by anyone. When the state
+        cannot be read, the job is left running: the drill's teardown cancels a test failover
+        still running anyway, so not cancelling here never leaves one behind.
+        """
+        ti = getattr(self, "task_instance", None)
+        if ti is None:  # run outside a triggerer (tests, dag.test): no rebalancing there
+            return False
+        from asgiref.sync import sync_to_async
+
+        from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
+
+        try:
+            states = await sync_to_async(RuntimeTaskInstance.get_task_states)(
+                dag_id=ti.dag_id, map_index=ti.map_index, task_ids=[ti.task_id], run_ids=[ti.run_id])
+        except Exception as exc:  # the API server unreachable, an older API: do not cancel on a guess
+            self.log.warning("Could not read the state of %s (%s); ASR job %s is not cancelled here.",
+                             ti.task_id, type(exc).__name__, self.job_name)
+            return True
+        key = ti.task_id if ti.map_index is None or ti.map_index < 0 else f"{ti.task_id}_{ti.map_index}"
+        return states.get(ti.run_id, {}).get(key) == "deferred"
 
 
 def jobs_event(events: Mapping[str, WaitEvent]) -> WaitEvent:
