@@ -45,7 +45,7 @@ class Drill:
     tis: dict[tuple[str, str | None], dict]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")  # stopped once its tests are done, before any later module runs
 def stack(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("stack")
     estate_file, include, _ = write(workdir / "estate", 40, {SITE: {"max_concurrent": 40,

@@ -24,7 +24,7 @@ pytestmark = [pytest.mark.stack, pytest.mark.lab, pytest.mark.slow, pytest.mark.
 WORKERS = ("worker-1", "worker-2")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def first_drill(stack):
     """A drill of two VMs, run once: its report is in the store for the tests that read it."""
     assert stack.lab.restore("protected")
