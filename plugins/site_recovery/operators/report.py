@@ -8,9 +8,9 @@ from airflow.providers.standard.operators.python import PythonOperator
 from site_recovery.links import StoredReportLink
 
 #: A store that cannot be reached (Blob storage restarting, a network blip) is tried again this many
-#: times, this far apart, before the task fails naming the store. Each try already spends about a
-#: minute in the Azure SDK's own retries (ExponentialRetry: 15 s, 18 s, 24 s), so three tries ride
-#: out about four minutes of outage.
+#: times, this far apart, before the task fails naming the store. Each try already spends about two
+#: minutes in the Azure SDK's own retries (ExponentialRetry, 15 s, 18 s, 24 s, per request), so the
+#: three tries ride out about seven minutes of outage (measured: tests/stack, Azurite stopped).
 REPORT_RETRIES = 2
 REPORT_RETRY_DELAY = timedelta(seconds=30)
 
