@@ -57,6 +57,7 @@ def stack(tmp_path_factory):
         enable_with_sdk(running.lab, include / "sites" / f"{SITE}.yaml")
         running.lab.snapshot("protected")
         yield running
+    os.environ.pop(f"AIRFLOW_CONN_{REPORTS_CONN_ID.upper()}", None)  # set by reports_store(): this stack's only
     stray = running.stray_processes()
     assert stray == [], f"processes left running after the stack stopped: {stray}"
 

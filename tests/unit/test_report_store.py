@@ -47,12 +47,17 @@ def azurite(tmp_path_factory):
     stop_process_groups([proc])
 
 
+#: A connection id of these tests' own: Airflow keeps one filesystem per protocol and connection id for
+#: the life of the process, so an id another test module used (the stack's asr_reports) would reach its store.
+CONN_ID = "asr_reports_unit_tests"
+
+
 @pytest.fixture
 def blob_store(azurite, monkeypatch, request):
-    """``abfs://asr_reports@<container>/``: a container of its own per test, reached through a wasb connection."""
-    monkeypatch.setenv(f"AIRFLOW_CONN_{REPORTS_CONN_ID.upper()}", json.dumps(azurite.connection()))
+    """``abfs://<conn>@<container>/``: a container of its own per test, reached through a wasb connection."""
+    monkeypatch.setenv(f"AIRFLOW_CONN_{CONN_ID.upper()}", json.dumps(azurite.connection()))
     container = f"t{abs(hash(request.node.name)) % 10**10}"
-    root = reports_root(f"abfs://{REPORTS_CONN_ID}@{container}/")
+    root = reports_root(f"abfs://{CONN_ID}@{container}/")
     root.mkdir(parents=True, exist_ok=True)
     return root
 
@@ -77,7 +82,7 @@ def test_an_unknown_scheme_names_the_store():
 def test_reports_round_trip_through_blob_storage(blob_store):
     reports = _reports(3)
     written = [write_report(blob_store, report, []) for report in reports]
-    assert written[0]["html"].startswith(f"abfs://{REPORTS_CONN_ID}@") and written[0]["html"].endswith(".html")
+    assert written[0]["html"].startswith(f"abfs://{CONN_ID}@") and written[0]["html"].endswith(".html")
     history = load_history(blob_store, "lab", exclude_run_id="scheduled__week2")
     assert [h.run_id for h in history] == ["scheduled__week0", "scheduled__week1"]
     page = (blob_store / "lab" / written[2]["html"].rsplit("/", 1)[1]).read_text()
