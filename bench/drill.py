@@ -40,7 +40,7 @@ from pathlib import Path
 
 import yaml
 
-from bench.stack import REPORTS_CONN_ID, DistributedStack, Stack, request_figures, ts
+from bench.stack import DistributedStack, Stack, request_figures, ts
 
 ENABLE_SITE, DRILL_SITE = "bench", "bench-30s"
 GROUP = "drill_vm."
@@ -250,7 +250,7 @@ def run_bench(workdir: Path, vms: int = 200, poll_interval: str = "30s", enable_
     if distributed:
         from site_recovery.drill_report import load_history
 
-        stored = load_history(stack_reports(stack), DRILL_SITE, limit=1)
+        stored = load_history(stack.reports(), DRILL_SITE, limit=1)
         report_verdict = str(stored[-1].verdict) if stored else None
     else:
         report = next(iter(sorted(reports.rglob("*.json"))), None) if reports.exists() else None
@@ -273,15 +273,6 @@ def run_bench(workdir: Path, vms: int = 200, poll_interval: str = "30s", enable_
         "task_throughput_per_s": round(len(finished) / wall, 2) if wall else None,
     })
     return results
-
-
-def stack_reports(stack: DistributedStack):
-    """The distributed stack's reports store, read from this process through the workers' connection."""
-    from site_recovery.report_store import reports_root
-
-    connections = json.loads((stack.workdir / "connections.json").read_text())
-    os.environ[f"AIRFLOW_CONN_{REPORTS_CONN_ID.upper()}"] = json.dumps(connections[REPORTS_CONN_ID])
-    return reports_root(stack.reports_url)
 
 
 def run_side_by_side(workdir: Path, vms: int = 200, poll_interval: str = "30s") -> dict:

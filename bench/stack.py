@@ -85,6 +85,19 @@ def group_members(pgid: int) -> list[int]:
     return members
 
 
+def wait_for(what: str, check, timeout: float, interval: float = 0.5):
+    """``check()``'s first truthy answer, asked every ``interval`` seconds; AssertionError naming ``what``
+    after ``timeout`` seconds. Used by the stacks and their tests alike."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = check()
+        if found:
+            return found
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout:.0f}s")
+        time.sleep(interval)
+
+
 class Stack:
     """The lab and ``airflow standalone`` in their own process groups, stopped together.
 
@@ -529,6 +542,8 @@ class DistributedStack(Stack):
             self.port = port
         #: component name ("scheduler", "worker-1", ...) -> its process
         self.components: dict[str, subprocess.Popen] = {}
+        #: component name -> the environment it was started with (a restart reuses it)
+        self.component_env: dict[str, dict[str, str]] = {}
         self.env: dict[str, str] = {}
         self.azurite_port = free_port()
         self.reports_url = f"abfs://{REPORTS_CONN_ID}@{REPORTS_CONTAINER}/"
@@ -624,7 +639,8 @@ class DistributedStack(Stack):
                         env: dict[str, str] | None = None) -> subprocess.Popen:
         """Start (or start again) one component in its own process group, logging to ``<name>.log``."""
         base = env if env is not None else {**self.env, "ASR_STACK_HOSTNAME": name}
-        proc = subprocess.Popen(command, env={**base, **(extra_env or {})}, cwd=self.workdir,
+        self.component_env[name] = {**base, **(extra_env or {})}
+        proc = subprocess.Popen(command, env=self.component_env[name], cwd=self.workdir,
                                 stdout=open(self.workdir / f"{name}.log", "ab"), stderr=subprocess.STDOUT,
                                 start_new_session=True)
         self.components[name] = proc
@@ -643,39 +659,42 @@ class DistributedStack(Stack):
         proc.wait()
 
     def restart_component(self, name: str) -> None:
-        """Stop a component (SIGTERM, as a service manager does) and start it again with the same command."""
+        """Stop a component (SIGTERM, as a service manager does; nothing to do if it is already gone) and
+        start it again with the same command and environment, as a service's restart policy does."""
         proc = self.components[name]
-        command = proc.args
-        extra = ({"AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port())} if name.startswith("triggerer")
-                 else None)
         stop_process_groups([proc])
-        env = dict(os.environ) if name == "lab" else None
-        self.start_component(name, list(command), extra, env=env)
+        self.start_component(name, list(proc.args), env=self.component_env[name])
         if name == "lab":
             self._wait_until(self.lab.health, "the lab", self.workdir / "lab.log")
+        elif name == "azurite":
+            self._wait_until(lambda: _port_open(self.azurite_port), "Azurite", self.workdir / "azurite.log")
 
     @staticmethod
     def _wait_until(check, what: str, log: Path, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
+        """Wait for a component to come up; a check that raises (not listening yet) counts as not up."""
+        def up() -> bool:
             try:
-                if check():
-                    return
+                return bool(check())
             except Exception:  # not up yet
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{what} did not come up within {timeout:.0f}s; see {log}")
-            time.sleep(0.2)
+                return False
+
+        try:
+            wait_for(what, up, timeout, interval=0.2)
+        except AssertionError:
+            raise RuntimeError(f"{what} did not come up within {timeout:.0f}s; see {log}") from None
+
+    def reports(self):
+        """The stack's reports store, read from this process through the same connection the workers use."""
+        from site_recovery.report_store import reports_root
+
+        connections = json.loads((self.workdir / "connections.json").read_text())
+        os.environ[f"AIRFLOW_CONN_{REPORTS_CONN_ID.upper()}"] = json.dumps(connections[REPORTS_CONN_ID])
+        return reports_root(self.reports_url)
 
     def stop(self) -> None:
         stop_process_groups(self.procs)
         if self.drop_database_on_stop and self.env:
             drop_database(self.database)
-
-    def hostnames(self, dag_id: str, run_id: str) -> dict[str, str]:
-        """task id (``[map index]``) -> the host that ran its last try."""
-        return {(ti["task_id"] + (f"[{ti['map_index']}]" if ti["map_index"] >= 0 else "")): ti.get("hostname") or ""
-                for ti in self.api.task_instances(dag_id, run_id)}
 
 
 def _port_open(port: int) -> bool:

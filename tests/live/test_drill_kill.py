@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bench.stack import Stack
+from bench.stack import Stack, wait_for
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 
@@ -58,17 +58,6 @@ def stack(tmp_path):
     assert stray == [], f"processes left running after the stack stopped: {stray}"
 
 
-def _wait_for(what: str, check, timeout: float, interval: float = 1):
-    deadline = time.monotonic() + timeout
-    while True:
-        found = check()
-        if found:
-            return found
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout:.0f}s")
-        time.sleep(interval)
-
-
 def _tis(stack: Stack, run_id: str) -> dict[tuple[str, str | None], dict]:
     return {(ti["task_id"], ti["rendered_map_index"] if ti["map_index"] >= 0 else None): ti
             for ti in stack.api.task_instances(DRILL, run_id)}
@@ -91,14 +80,14 @@ def test_marking_the_waiting_test_failover_failed_still_cancels_and_cleans_up(st
 
     lab.add_job_fault("TestFailover", "Stuck", target=STUCK)  # its test failover never ends by itself
     run_id = api.trigger_when_parsed(DRILL, {"vms": [STUCK, OTHER]})
-    stuck = _wait_for(f"{WAIT_TFO} of {STUCK} deferred",
+    stuck = wait_for(f"{WAIT_TFO} of {STUCK} deferred",
                       lambda: (ti := _tis(stack, run_id).get((WAIT_TFO, STUCK))) and ti["state"] == "deferred" and ti,
                       timeout=90)
     before_kill = lab.state()
     (job,) = [j["job"] for j in before_kill["inFlightJobs"] if j["scenario"] == "TestFailover" and j["target"] == STUCK]
     # A user marks the task failed while it waits in the triggerer: once the trigger has read the job
     # itself (the sensor read it once before deferring), it is running there and can be killed.
-    _wait_for("the trigger reading the stuck job",
+    wait_for("the trigger reading the stuck job",
               lambda: len(lab.requests(method="GET", path=f"/replicationJobs/{job}$")) >= 2, timeout=60, interval=0.5)
     test_vm_existed = any(vm["sourceVm"] == STUCK for vm in before_kill["testVms"])
     kill_seq = lab.last_request_seq()

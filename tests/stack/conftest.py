@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +22,7 @@ import pytest
 
 from bench.drill import enable_with_sdk
 from bench.estate_200 import write
-from bench.stack import REPORTS_CONN_ID, DistributedStack
+from bench.stack import REPORTS_CONN_ID, DistributedStack, wait_for
 
 SITE = "stack"
 DEPLOY, DRILL = f"asr_deploy__{SITE}", f"asr_test_failover_drill__{SITE}"
@@ -57,7 +56,7 @@ def stack(tmp_path_factory):
         enable_with_sdk(running.lab, include / "sites" / f"{SITE}.yaml")
         running.lab.snapshot("protected")
         yield running
-    os.environ.pop(f"AIRFLOW_CONN_{REPORTS_CONN_ID.upper()}", None)  # set by reports_store(): this stack's only
+    os.environ.pop(f"AIRFLOW_CONN_{REPORTS_CONN_ID.upper()}", None)  # set by stack.reports(): this stack's only
     stray = running.stray_processes()
     assert stray == [], f"processes left running after the stack stopped: {stray}"
 
@@ -85,17 +84,6 @@ def task_instances(stack: DistributedStack, run_id: str) -> dict[tuple[str, str 
             for ti in stack.api.task_instances(DRILL, run_id)}
 
 
-def wait_for(what: str, check, timeout: float, interval: float = 0.5):
-    deadline = time.monotonic() + timeout
-    while True:
-        found = check()
-        if found:
-            return found
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout:.0f}s")
-        time.sleep(interval)
-
-
 def finish(stack: DistributedStack, run_id: str, since_seq: int, timeout: float = 600,
            earlier_requests: list[dict] | None = None) -> Drill:
     state = stack.api.wait(DRILL, run_id, timeout=timeout)
@@ -103,21 +91,12 @@ def finish(stack: DistributedStack, run_id: str, since_seq: int, timeout: float 
     return Drill(run_id, state, requests, task_instances(stack, run_id))
 
 
-def reports_store(stack: DistributedStack):
-    """The stack's reports store, read from this process through the same connection the workers use."""
-    from site_recovery.report_store import reports_root
-
-    connections = json.loads((stack.workdir / "connections.json").read_text())
-    os.environ[f"AIRFLOW_CONN_{REPORTS_CONN_ID.upper()}"] = json.dumps(connections[REPORTS_CONN_ID])
-    return reports_root(stack.reports_url)
-
-
 def stored_report(stack: DistributedStack, run_id: str) -> dict | None:
     from site_recovery.drill_report import safe_name
 
     from site_recovery.report_store import list_reports
 
-    found = [p for p in list_reports(reports_store(stack) / SITE)
+    found = [p for p in list_reports(stack.reports() / SITE)
              if p.name.endswith(f"__{safe_name(run_id, 'run')}.json")]
     return json.loads(found[0].read_text()) if found else None
 
@@ -141,12 +120,23 @@ def assert_clean_drill(stack: DistributedStack, drill: Drill, verdict: str = "PA
         assert proof["items_in_test_failover"] == [] and proof["test_vms_left"] == []
 
 
+def start_drill_with_waits_deferred(stack: DistributedStack, lab, count: int, time_scale: float) -> tuple[str, int]:
+    """Drill ``count`` VMs at ``time_scale`` and return (run id, request log position) once every one of their
+    test-failover waits is deferred, so that a part of the stack can be taken away mid-drill."""
+    vms = vms_of(stack, count)
+    lab.set_time_scale(time_scale)
+    since = lab.last_request_seq()
+    run_id = stack.api.trigger_when_parsed(DRILL, {"vms": vms})
+    wait_for("the test failover waits deferred", lambda: sum(
+        1 for (task, _), ti in task_instances(stack, run_id).items()
+        if task == WAIT_TFO and ti["state"] == "deferred") == count, timeout=180)
+    return run_id, since
+
+
 def _not_ok(drill: Drill) -> dict:
     return {key: ti["state"] for key, ti in drill.tis.items() if ti["state"] not in ("success", "skipped")}
 
 
 def task_log(stack: DistributedStack, run_id: str, task_id: str) -> str:
-    from bench.stack import REPO  # noqa: F401  (the logs are under the stack's AIRFLOW_HOME)
-
     return "".join(path.read_text(errors="replace") for path in Path(stack.airflow_home / "logs").glob(
         f"dag_id={DRILL}/run_id={run_id}/task_id={task_id}/**/*.log"))

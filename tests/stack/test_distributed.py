@@ -5,19 +5,18 @@ or the reports store dying mid-drill. See conftest.py for the stack and the chec
 
 from __future__ import annotations
 
-import os
 import signal
 import statistics
 import time
 
 import pytest
 
-from bench.stack import _port_open
 from site_recovery.drill_report import safe_name
+from bench.stack import wait_for
 from site_recovery.report_store import list_reports
 from tests.stack.conftest import (
-    DRILL, POLL_SECONDS, TFO, WAIT_TFO, assert_clean_drill, finish, reports_store, task_instances,
-    task_log, vms_of, wait_for,
+    DRILL, POLL_SECONDS, TFO, WAIT_TFO, assert_clean_drill, finish, start_drill_with_waits_deferred, task_instances,
+    task_log, vms_of,
 )
 
 pytestmark = [pytest.mark.stack, pytest.mark.lab, pytest.mark.slow, pytest.mark.timeout(900)]
@@ -36,17 +35,6 @@ def first_drill(stack):
     return drill
 
 
-def _restart_worker(stack, name: str) -> None:
-    stack.start_component(name, stack.worker_command(int(name.rsplit("-", 1)[1])),
-                          {"AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(_free_port())})
-
-
-def _free_port() -> int:
-    from bench.stack import free_port
-
-    return free_port()
-
-
 def test_a_report_written_by_one_worker_is_read_by_the_other(stack, lab, first_drill):
     first_host = first_drill.tis[("drill_report", None)]["hostname"]
     assert first_host in WORKERS, first_host
@@ -60,11 +48,11 @@ def test_a_report_written_by_one_worker_is_read_by_the_other(stack, lab, first_d
         run_id = stack.api.trigger_when_parsed(DRILL, {"vms": vms_of(stack, 1)})
         drill = finish(stack, run_id, since)
     finally:
-        _restart_worker(stack, first_host)
+        stack.restart_component(first_host)
     assert_clean_drill(stack, drill)
     second_host = drill.tis[("drill_report", None)]["hostname"]
     assert second_host in WORKERS and second_host != first_host
-    page = next(p for p in list_reports(reports_store(stack) / "stack", ".html")
+    page = next(p for p in list_reports(stack.reports() / "stack", ".html")
                 if p.name.endswith(f"__{safe_name(run_id, 'run')}.html")).read_text()
     assert first_drill.run_id in page, "the second drill's trend does not show the first drill"
 
@@ -110,7 +98,7 @@ def test_a_worker_killed_after_sending_the_test_failover_does_not_start_another(
     try:
         drill = finish(stack, run_id, since)
     finally:
-        _restart_worker(stack, ti["hostname"])
+        stack.restart_component(ti["hostname"])
     assert_clean_drill(stack, drill)
     retried = drill.tis[(TFO, vm)]
     assert retried["try_number"] >= 2 and retried["hostname"] != ti["hostname"], retried
@@ -179,26 +167,14 @@ def test_a_triggerer_killed_with_dozens_of_waits_deferred_hands_them_to_the_othe
 
 
 def test_the_scheduler_restarted_mid_drill(stack, lab):
-    vms = vms_of(stack, 3)
-    lab.set_time_scale(0.3)
-    since = lab.last_request_seq()
-    run_id = stack.api.trigger_when_parsed(DRILL, {"vms": vms})
-    wait_for("the test failover waits deferred", lambda: sum(
-        1 for (task, _), ti in task_instances(stack, run_id).items()
-        if task == WAIT_TFO and ti["state"] == "deferred") == 3, timeout=180)
+    run_id, since = start_drill_with_waits_deferred(stack, lab, count=3, time_scale=0.3)
     stack.restart_component("scheduler")
     drill = finish(stack, run_id, since)
     assert_clean_drill(stack, drill)
 
 
 def test_the_lab_restarted_mid_drill_keeps_its_state(stack, lab):
-    vms = vms_of(stack, 3)
-    lab.set_time_scale(0.3)
-    since = lab.last_request_seq()
-    run_id = stack.api.trigger_when_parsed(DRILL, {"vms": vms})
-    wait_for("the test failover waits deferred", lambda: sum(
-        1 for (task, _), ti in task_instances(stack, run_id).items()
-        if task == WAIT_TFO and ti["state"] == "deferred") == 3, timeout=180)
+    run_id, since = start_drill_with_waits_deferred(stack, lab, count=3, time_scale=0.3)
     before = lab.requests(since=since)  # the request log lives in the lab's memory: keep what it saw so far
     in_flight = {j["job"] for j in lab.state()["inFlightJobs"]}
     stack.restart_component("lab")
@@ -217,8 +193,7 @@ def test_an_unreachable_report_store_fails_the_report_naming_it_and_leaves_the_c
         run_id = stack.api.trigger_when_parsed(DRILL, {"vms": [vm]})
         drill = finish(stack, run_id, since, timeout=800)
     finally:
-        stack.start_component("azurite", stack.azurite.command, env={**os.environ, **stack.azurite.env})
-        wait_for("Azurite answering again", lambda: _port_open(stack.azurite_port), timeout=30)
+        stack.restart_component("azurite")
     report = drill.tis[("drill_report", None)]
     assert report["state"] == "failed" and report["try_number"] == 3, report
     log = task_log(stack, run_id, "drill_report")
