@@ -31,6 +31,12 @@ app = FastAPI(title="Site recovery reports",
               description="Drill and recovery reports from the reports store, behind Airflow's login.")
 
 
+def parse_report_key(key: str) -> re.Match | None:
+    """The key's parts (``site``, ``recovery``, ``name``, ``kind``) when it names a report the writers
+    produce; None for anything else of the store."""
+    return _KEY.fullmatch(key) if ".." not in key else None
+
+
 class LoginRequired(Exception):
     """The request carries no valid Airflow token."""
 
@@ -69,8 +75,8 @@ def stored_report(key: str, user=Depends(_reader)) -> Response:
     from site_recovery.exceptions import ReportStoreUnavailable
     from site_recovery.report_store import forget_listings, reaching, reports_root
 
-    found = _KEY.fullmatch(key)
-    if not found or ".." in key:
+    found = parse_report_key(key)
+    if not found:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "No such report")
     manager = get_auth_manager()
     if not any(manager.is_authorized_dag(method="GET", access_entity=DagAccessEntity.RUN,
