@@ -121,6 +121,9 @@ def build_site(name: str = "bench", max_concurrent: int = 20, poll_interval: str
     site["scope"]["max_concurrent_initial_replications"] = max_concurrent
     site["timeouts"]["poll_interval"] = poll_interval
     site["recovery_plans"] = recovery_plans or []
+    # Manual drills only: lab.yaml's weekly schedule would start a drill of every VM beside the one measured
+    # or tested whenever a run crosses it (Saturdays 01:00 UTC).
+    site["drill"]["schedule"] = None
     return site
 
 

@@ -30,7 +30,8 @@ STUCK, OTHER = "LIC-SRV-01", "PRINT-01"
 WAIT_TFO = "drill_vm.wait_test_failover"
 # The lab's site file, waiting tasks reading ASR every 2 s instead of 30 s so the test stays short;
 # the test failover's own wait keeps the site's 1 h limit, so only the user's kill ends it.
-SITE_CHANGES = {"timeouts": {"poll_interval": "2s"}, "drill": {"verify_timeout": "30s"}}
+# No schedule: lab.yaml's weekly drill would start a second drill (and report) when the test runs past it.
+SITE_CHANGES = {"timeouts": {"poll_interval": "2s"}, "drill": {"verify_timeout": "30s", "schedule": None}}
 
 
 def _include(tmp_path: Path) -> Path:
