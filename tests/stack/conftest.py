@@ -32,6 +32,12 @@ POLL_SECONDS = 2
 #: heartbeat, 30 s without a triggerer heartbeat) would only make the tests slower, not different.
 DETECTION = {"AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "20",
              "AIRFLOW__TRIGGERER__TRIGGERER_HEALTH_CHECK_THRESHOLD": "10"}
+#: One retry of a report the store refused, soon after: each try spends about two minutes in the Azure
+#: SDK's own retries already, and the default budget (two retries, 30 s apart) would only make the
+#: unreachable-store test three minutes longer, not different.
+REPORT_RETRIES = 1
+REPORT_BUDGET = {"AIRFLOW__SITE_RECOVERY__REPORT_RETRIES": str(REPORT_RETRIES),
+                 "AIRFLOW__SITE_RECOVERY__REPORT_RETRY_DELAY": "5"}
 
 
 @dataclass
@@ -49,7 +55,7 @@ def stack(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("stack")
     estate_file, include, _ = write(workdir / "estate", 40, {SITE: {"max_concurrent": 40,
                                                                     "poll_interval": f"{POLL_SECONDS}s"}})
-    with DistributedStack(workdir, estate_file, include, time_scale=0, extra_env=DETECTION,
+    with DistributedStack(workdir, estate_file, include, time_scale=0, extra_env=DETECTION | REPORT_BUDGET,
                           database=f"asr_dr_test_{os.getpid()}", redis_db=12) as running:
         run_id, state, seconds = running.run_dag(DEPLOY, timeout=400)
         assert state == "success", f"{DEPLOY} {state} after {seconds:.0f}s; logs in {workdir}"

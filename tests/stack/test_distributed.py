@@ -15,8 +15,8 @@ from site_recovery.drill_report import safe_name
 from bench.stack import wait_for
 from site_recovery.report_store import list_reports
 from tests.stack.conftest import (
-    DRILL, POLL_SECONDS, TFO, WAIT_TFO, assert_clean_drill, finish, start_drill_with_waits_deferred, task_instances,
-    task_log, vms_of,
+    DRILL, POLL_SECONDS, REPORT_RETRIES, TFO, WAIT_TFO, assert_clean_drill, finish, start_drill_with_waits_deferred,
+    task_instances, task_log, vms_of,
 )
 
 pytestmark = [pytest.mark.stack, pytest.mark.lab, pytest.mark.slow, pytest.mark.timeout(900)]
@@ -191,11 +191,11 @@ def test_an_unreachable_report_store_fails_the_report_naming_it_and_leaves_the_c
     try:
         since = lab.last_request_seq()
         run_id = stack.api.trigger_when_parsed(DRILL, {"vms": [vm]})
-        drill = finish(stack, run_id, since, timeout=800)
+        drill = finish(stack, run_id, since, timeout=500)
     finally:
         stack.restart_component("azurite")
     report = drill.tis[("drill_report", None)]
-    assert report["state"] == "failed" and report["try_number"] == 3, report
+    assert report["state"] == "failed" and report["try_number"] == REPORT_RETRIES + 1, report
     log = task_log(stack, run_id, "drill_report")
     assert f"The reports store {stack.reports_url.rstrip('/')}" in log and "could not be reached" in log
     assert stack.azurite.key not in log

@@ -156,3 +156,27 @@ def test_a_report_another_process_wrote_is_seen_by_a_process_that_listed_before(
     name = f"{second.started_at:%Y%m%dT%H%M%SZ}__{second.run_id}.json"
     other.pipe(f"{blob_store.path.strip('/')}/lab/{name}", second.model_dump_json(by_alias=True).encode())
     assert [h.run_id for h in load_history(blob_store, "lab")] == ["scheduled__week0", "scheduled__week1"]
+
+
+def test_the_report_tasks_retry_budget_defaults_and_follows_the_config(monkeypatch):
+    from site_recovery.operators.report import REPORT_RETRIES, REPORT_RETRY_DELAY, ReportOperator
+
+    monkeypatch.delenv("AIRFLOW__SITE_RECOVERY__REPORT_RETRIES", raising=False)
+    monkeypatch.delenv("AIRFLOW__SITE_RECOVERY__REPORT_RETRY_DELAY", raising=False)
+    task = ReportOperator(task_id="drill_report", python_callable=print)
+    assert (task.retries, task.retry_delay) == (REPORT_RETRIES, REPORT_RETRY_DELAY)
+    monkeypatch.setenv("AIRFLOW__SITE_RECOVERY__REPORT_RETRIES", "0")
+    monkeypatch.setenv("AIRFLOW__SITE_RECOVERY__REPORT_RETRY_DELAY", "5")
+    task = ReportOperator(task_id="drill_report", python_callable=print)
+    assert (task.retries, task.retry_delay) == (0, timedelta(seconds=5))
+
+
+@pytest.mark.parametrize("option, value", [("REPORT_RETRIES", "two"), ("REPORT_RETRIES", "-1"),
+                                           ("REPORT_RETRY_DELAY", "30s"), ("REPORT_RETRY_DELAY", "1.5")])
+def test_a_bad_retry_budget_fails_the_parse_naming_the_option(monkeypatch, option, value):
+    from airflow.exceptions import AirflowConfigException
+    from site_recovery.operators.report import ReportOperator
+
+    monkeypatch.setenv(f"AIRFLOW__SITE_RECOVERY__{option}", value)
+    with pytest.raises(AirflowConfigException, match=rf"\[site_recovery\] {option.lower()} .*{value!r}"):
+        ReportOperator(task_id="drill_report", python_callable=print)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from airflow.configuration import conf
+from airflow.exceptions import AirflowConfigException
 from airflow.providers.standard.operators.python import PythonOperator
 from site_recovery.links import StoredReportLink
 
@@ -11,8 +13,31 @@ from site_recovery.links import StoredReportLink
 #: times, this far apart, before the task fails naming the store. Each try already spends about two
 #: minutes in the Azure SDK's own retries (ExponentialRetry, 15 s, 18 s, 24 s, per request), so the
 #: three tries ride out about seven minutes of outage (measured: tests/stack, Azurite stopped).
+#: ``[site_recovery] report_retries`` and ``report_retry_delay`` (seconds) change them.
 REPORT_RETRIES = 2
 REPORT_RETRY_DELAY = timedelta(seconds=30)
+
+
+def report_retry_budget() -> tuple[int, timedelta]:
+    """The report tasks' retries and the delay between them, from ``[site_recovery]``; read when the DAG
+    is parsed, as every operator argument is. A value that is not a whole number of retries or of
+    seconds, or is negative, fails the parse naming the option."""
+    return (_non_negative("report_retries", REPORT_RETRIES),
+            timedelta(seconds=_non_negative("report_retry_delay", int(REPORT_RETRY_DELAY.total_seconds()))))
+
+
+def _non_negative(option: str, default: int) -> int:
+    raw = (conf.get("site_recovery", option, fallback=None) or "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise AirflowConfigException(
+            f"[site_recovery] {option} must be a whole number, 0 or more; it is {raw!r}")
+    return value
 
 
 class ReportOperator(PythonOperator):
@@ -20,5 +45,7 @@ class ReportOperator(PythonOperator):
 
     operator_extra_links = (StoredReportLink(),)
 
-    def __init__(self, *, retries: int = REPORT_RETRIES, retry_delay: timedelta = REPORT_RETRY_DELAY, **kwargs) -> None:
-        super().__init__(retries=retries, retry_delay=retry_delay, **kwargs)
+    def __init__(self, *, retries: int | None = None, retry_delay: timedelta | None = None, **kwargs) -> None:
+        configured_retries, configured_delay = report_retry_budget()
+        super().__init__(retries=configured_retries if retries is None else retries,
+                         retry_delay=configured_delay if retry_delay is None else retry_delay, **kwargs)
