@@ -1,5 +1,5 @@
 """The /_lab/ admin API: fault injection, the request log, provider registration, lab time,
-stalled replication, reset.
+stalled replication, ARM's throttling, token counts, reset.
 
 Everything here is for tests, the demo and DR engineers poking at the lab; none of it exists
 in Azure, which is why it sits under a reserved prefix and needs its own token.
@@ -18,6 +18,7 @@ from starlette.routing import Route
 from asr_lab.arm.errors import ArmError
 from asr_lab.arm.protection import ReplicationControlError
 from asr_lab.clock import non_negative_number
+from asr_lab.throttle import parse_limits
 
 if TYPE_CHECKING:
     from asr_lab.app import Lab
@@ -150,6 +151,31 @@ def admin_routes(lab: "Lab", prefix: str) -> list[Route]:
         lab.save_now()
         return JSONResponse(answer)
 
+    async def throttle(request: Request) -> Response:
+        """``{"enabled": false}`` lifts ARM's throttling; ``{"limits": {"reads": {"burst": 20, "per_second":
+        2}}}`` tightens a class (every bucket starts full again). GET: the limits and what was let through
+        and refused since the last reset."""
+        if request.method == "POST":
+            body = await _json(request)
+            _only(body, {"enabled", "limits"})
+            enabled = body.get("enabled")
+            if enabled is not None and not isinstance(enabled, bool):
+                raise ValueError(f"enabled must be true or false, got {enabled!r}")
+            lab.throttle.configure(enabled=enabled,
+                                   limits=parse_limits(body["limits"]) if "limits" in body else None)
+        return JSONResponse(lab.throttle.status())
+
+    async def identity(request: Request) -> Response:
+        """GET: token requests by client id since the last reset. POST ``{"token_lifetime_seconds": 60}``:
+        tokens issued from now on expire that soon."""
+        if request.method == "POST":
+            body = await _json(request)
+            _only(body, {"token_lifetime_seconds"})
+            if "token_lifetime_seconds" not in body:
+                raise ValueError("missing field 'token_lifetime_seconds'")
+            lab.identity.set_token_lifetime(body["token_lifetime_seconds"])
+        return JSONResponse(lab.identity.status())
+
     async def reset(request: Request) -> Response:
         lab.reset()
         return Response(status_code=204)
@@ -183,6 +209,8 @@ def admin_routes(lab: "Lab", prefix: str) -> list[Route]:
         Route(f"{prefix}/clock", guarded(clock), methods=["GET", "POST"]),
         Route(f"{prefix}/replication/{{vm_name}}", guarded(replication), methods=["POST"]),
         Route(f"{prefix}/library-scripts", guarded(library_script), methods=["POST"]),
+        Route(f"{prefix}/throttle", guarded(throttle), methods=["GET", "POST"]),
+        Route(f"{prefix}/identity", guarded(identity), methods=["GET", "POST"]),
         Route(f"{prefix}/reset", guarded(reset), methods=["POST"]),
         Route(f"{prefix}/snapshots", guarded(snapshots), methods=["POST"]),
     ]

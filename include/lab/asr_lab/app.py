@@ -28,14 +28,19 @@ from asr_lab.control import HttpFaults, RequestLog
 from asr_lab.estate import Estate
 from asr_lab.identity import AppRegistration, Identity, TokenError
 from asr_lab.onprem import OnPremState
+from asr_lab.throttle import ArmThrottle
 from asr_lab import store
 
 log = logging.getLogger("asr_lab")
 
 ADMIN_PREFIX = "/_lab"
 _IDENTITY_PATH = re.compile(r"^/[^/]+/(oauth2|v2\.0)/")
+_SUBSCRIPTION = re.compile(r"^/subscriptions/([^/]+)", re.IGNORECASE)
 SAVE_DELAY_SECONDS = 0.05
 ARM_METHODS = ["GET", "PUT", "POST", "PATCH", "DELETE", "HEAD"]
+#: set in the request's ASGI scope (shared by the router and this module's middleware) when ARM's
+#: throttling refused it, so the request log can tell a refusal from an answer
+THROTTLED_SCOPE_KEY = "asr_lab.throttled"
 DEFAULT_RETRY_AFTER_SECONDS = 30  # what ASR sends on its 202s; scaled by the time scale
 
 
@@ -48,7 +53,8 @@ class Lab:
     """One running lab: its state model, identity, traffic record and persistence."""
 
     def __init__(self, state_dir: Path, estate: Estate, clock: Clock, base_url: str,
-                 registration: AppRegistration, admin_token: str, retry_after: int = 0) -> None:
+                 registration: AppRegistration, admin_token: str, retry_after: int = 0,
+                 throttled: bool = True) -> None:
         self.state_dir = state_dir
         self.estate = estate
         self.clock = clock
@@ -60,6 +66,9 @@ class Lab:
         self.started_time_scale = clock.scale
         self._started_retry_after = retry_after
         self.identity = Identity(registration, base_url)
+        #: ARM's request throttling (real time, not lab time: a rate limit is on the wire)
+        self.throttle = ArmThrottle(enabled=throttled)
+        self._started_throttled = throttled
         self.requests = RequestLog()
         self.faults = HttpFaults()
         saved = store.load_state(state_dir)
@@ -92,6 +101,8 @@ class Lab:
         self.onprem = OnPremState.initial(self.estate)
         self.faults.clear()
         self.requests.clear()
+        self.throttle = ArmThrottle(enabled=self._started_throttled)
+        self.identity.reset()
         for server in self.windows.values():
             server.service.reset()
             server.controls.resume_answering()
@@ -166,7 +177,7 @@ class Lab:
     # ---- ARM -----------------------------------------------------------------------------
     async def arm(self, request: Request) -> Response:
         try:
-            self.identity.check_bearer(request.headers.get("authorization"))
+            claims = self.identity.check_bearer(request.headers.get("authorization"))
         except TokenError as exc:
             return JSONResponse(
                 {"error": {"code": exc.code, "message": exc.message}},
@@ -174,7 +185,25 @@ class Lab:
                 headers={"WWW-Authenticate": self.identity.www_authenticate(),
                          "x-ms-request-id": str(uuid.uuid4())},
             )
+        subscription = _SUBSCRIPTION.match(request.url.path)
+        principal = claims.get("appid", "")
+        admission = self.throttle.admit(subscription.group(1).lower() if subscription else "",
+                                        principal, request.method, time.monotonic())
+        if not admission.admitted:
+            request.scope[THROTTLED_SCOPE_KEY] = True
+            return JSONResponse(
+                {"error": {"code": "SubscriptionRequestsThrottled",
+                           "message": f"Number of '{admission.operation.removesuffix('s')}' requests for "
+                                      f"subscription '{subscription.group(1) if subscription else ''}' actor "
+                                      f"'{principal}' exceeded. Please try again after '{admission.retry_after}' "
+                                      "seconds after additional tokens are available. Refer to "
+                                      "https://aka.ms/arm-throttling for additional information."}},
+                status_code=429,
+                headers={**admission.headers(), "x-ms-request-id": str(uuid.uuid4()),
+                         **_echo_client_request_id(request)},
+            )
         response = await dispatch(request, self.backend)
+        response.headers.update(admission.headers())
         self.save_soon()
         return response
 
@@ -251,7 +280,13 @@ class TrafficRecorder:
             started=started, ended=time.time(), client_request_id=client_request_id,
             fault_id=fault.id if fault else None,
             service="identity" if _IDENTITY_PATH.match(path) else "arm",
+            throttled=scope.get(THROTTLED_SCOPE_KEY, False),
         )
+
+
+def _echo_client_request_id(request: Request) -> dict[str, str]:
+    sent = request.headers.get("x-ms-client-request-id")
+    return {"x-ms-client-request-id": sent} if sent else {}
 
 
 def _header(scope, name: bytes) -> str | None:

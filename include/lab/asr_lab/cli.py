@@ -40,6 +40,9 @@ def main(argv: list[str] | None = None) -> int:
                        help="host name clients use to reach the lab (default: --host); goes into URLs and the certificate")
     serve.add_argument("--arm-port", type=int, default=None,
                        help="port for ARM/Entra/admin (default: the one used last time in this state dir, else a free one)")
+    serve.add_argument("--arm-throttle", choices=("on", "off"), default="on",
+                       help="throttle ARM requests as Azure does, per principal and operation class (default on; "
+                            "changeable while running: POST /_lab/throttle)")
     serve.add_argument("--log-level", default="warning")
     conns = sub.add_parser("airflow-connections",
                            help="write the running lab as an Airflow connections file (LocalFilesystemBackend JSON)")
@@ -79,7 +82,7 @@ async def serve_lab(args: argparse.Namespace) -> int:
     base_url = f"https://{_url_host(advertised)}:{port}"
     retry_after = retry_after_for(args.time_scale)
     lab = Lab(state_dir, estate, Clock(args.time_scale), base_url, registration,
-              secrets_doc["admin_token"], retry_after=retry_after)
+              secrets_doc["admin_token"], retry_after=retry_after, throttled=args.arm_throttle == "on")
     lab.windows = windows_servers(lab, secrets_doc["winrm_username"], secrets_doc["winrm_password"])
     winrm_sockets = {
         fqdn: _bind(args.host, previous.get("winrm_ports", {}).get(fqdn, 0)) for fqdn in lab.windows

@@ -182,6 +182,29 @@ class LabClient:
             body["lag_seconds"] = lag_seconds
         return self._call("POST", f"/replication/{quote(vm_name, safe='')}", json=body)
 
+    # ARM throttling and Entra's token counts
+    def throttle(self) -> dict:
+        """ARM's throttling: enabled, the limits per operation class, requests admitted and throttled."""
+        return self._call("GET", "/throttle")
+
+    def set_throttle(self, *, enabled: bool | None = None, limits: dict[str, dict] | None = None) -> dict:
+        """Turn ARM's throttling on or off, or set some classes' buckets (``{"reads": {"burst": 20,
+        "per_second": 2}}``); every bucket starts full. ``reset`` restores how the lab was started."""
+        body: dict[str, Any] = {}
+        if enabled is not None:
+            body["enabled"] = enabled
+        if limits is not None:
+            body["limits"] = limits
+        return self._call("POST", "/throttle", json=body)
+
+    def identity(self) -> dict:
+        """Token requests by client id since the last reset, and the lifetime of new tokens."""
+        return self._call("GET", "/identity")
+
+    def set_token_lifetime(self, seconds: int) -> dict:
+        """Tokens issued from now on expire after ``seconds`` (``reset`` restores 3599)."""
+        return self._call("POST", "/identity", json={"token_lifetime_seconds": seconds})
+
     # VMM library scripts (recovery plan script actions)
     def set_library_script_error(self, vmm: str, path: str, stderr: str | None) -> dict:
         """Make the library script ``path`` on VMM ``vmm`` write ``stderr`` (None: as the estate says)."""

@@ -32,11 +32,13 @@ class LoggedRequest:
     client_request_id: str | None
     fault_id: str | None = None
     service: str = "arm"
+    #: refused by ARM's throttling (429) before anything was done
+    throttled: bool = False
 
     @property
     def mutating(self) -> bool:
-        """A request that may change Azure state (token requests change nothing)."""
-        return self.service == "arm" and self.method in MUTATING_METHODS
+        """A request that may change Azure state (token requests and throttled requests change nothing)."""
+        return self.service == "arm" and self.method in MUTATING_METHODS and not self.throttled
 
     def as_dict(self) -> dict:
         data = asdict(self)

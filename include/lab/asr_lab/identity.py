@@ -16,6 +16,7 @@ import json
 import secrets
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 
 from starlette.requests import Request
@@ -60,6 +61,25 @@ class Identity:
     def __init__(self, app: AppRegistration, base_url: str) -> None:
         self.app = app
         self.base_url = base_url.rstrip("/")
+        #: token requests by the client id they named, as Entra's sign-in logs count them
+        self.token_requests: Counter[str] = Counter()
+        #: how long the tokens issued from now on last (a test shortens it to see tokens expire mid-wait)
+        self.token_lifetime_seconds = TOKEN_LIFETIME_SECONDS
+
+    def reset(self) -> None:
+        self.token_requests.clear()
+        self.token_lifetime_seconds = TOKEN_LIFETIME_SECONDS
+
+    def set_token_lifetime(self, seconds: object) -> None:
+        """:raise ValueError: not a whole number of seconds from 1 to a day."""
+        if isinstance(seconds, bool) or not isinstance(seconds, int) or not 1 <= seconds <= 86_400:
+            raise ValueError(f"token_lifetime_seconds must be a whole number from 1 to 86400; got {seconds!r}")
+        self.token_lifetime_seconds = seconds
+
+    def status(self) -> dict:
+        return {"token_requests": dict(self.token_requests),
+                "token_requests_total": sum(self.token_requests.values()),
+                "token_lifetime_seconds": self.token_lifetime_seconds}
 
     # ---- issuing -------------------------------------------------------------------------
     def openid_configuration(self, request: Request) -> JSONResponse:
@@ -84,6 +104,7 @@ class Identity:
         if tenant.lower() != self.app.tenant_id.lower():
             return _aad_error(400, "invalid_tenant", 90002, f"Tenant '{tenant}' not found.")
         form = await request.form()
+        self.token_requests[str(form.get("client_id") or "").lower()] += 1
         grant_type = form.get("grant_type")
         if grant_type != "client_credentials":
             return _aad_error(
@@ -107,12 +128,13 @@ class Identity:
                 f"The provided value for scope {scope} is not valid. Client credential flows "
                 "must have a scope value with /.default suffixed to the resource identifier.",
             )
-        expires_on = int(time.time()) + TOKEN_LIFETIME_SECONDS
+        lifetime = self.token_lifetime_seconds
+        expires_on = int(time.time()) + lifetime
         token = self._sign({"aud": resources[0], "tid": self.app.tenant_id,
                             "appid": self.app.client_id, "exp": expires_on, "jti": uuid.uuid4().hex})
         return JSONResponse(
-            {"token_type": "Bearer", "expires_in": TOKEN_LIFETIME_SECONDS,
-             "ext_expires_in": TOKEN_LIFETIME_SECONDS, "access_token": token}
+            {"token_type": "Bearer", "expires_in": lifetime,
+             "ext_expires_in": lifetime, "access_token": token}
         )
 
     # ---- checking (ARM side) -------------------------------------------------------------
