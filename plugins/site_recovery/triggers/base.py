@@ -11,6 +11,7 @@ resumes with a reason to decide on.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
@@ -79,10 +80,12 @@ class AsrPollTrigger(BaseTrigger):
 
         return WaitEvent(reason=WaitReason.ERROR, message=f"Could not read {self.subject}: {exc}")
 
-    def hook(self) -> AzureSiteRecoveryHook:
-        from site_recovery.hooks.asr import AzureSiteRecoveryHook
+    def hook(self) -> contextlib.AbstractAsyncContextManager[AzureSiteRecoveryHook]:
+        """The process's shared hook of the connection (one client and one token for every wait:
+        see :mod:`site_recovery.hooks.shared`), for an ``async with`` block."""
+        from site_recovery.hooks.shared import SHARED_HOOKS
 
-        return AzureSiteRecoveryHook(azure_conn_id=self.azure_conn_id)
+        return SHARED_HOOKS.hook(self.azure_conn_id)
 
     async def _sleep_until(self, seconds: float) -> None:
         await asyncio.sleep(max(0.0, min(seconds, self.end_time - time.time())))
