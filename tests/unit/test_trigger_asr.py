@@ -12,6 +12,7 @@ from airflow.triggers.base import TriggerEvent
 from site_recovery.hooks.asr import summarize_job
 from site_recovery.records import WaitEvent
 from site_recovery.triggers import base as trigger_module
+from site_recovery.triggers import vault_reads as vault_reads_module
 from site_recovery.vocabulary import AsrJobState, WaitReason
 from site_recovery.triggers.asr import AsrJobTrigger, JobProgress, job_event, timeout_event
 
@@ -241,11 +242,18 @@ class FakeClock:
 class FakeHook:
     """Async stand-in for AzureSiteRecoveryHook: aget_job answers (or raises) from a script."""
 
-    def __init__(self, *answers):
+    def __init__(self, *answers, running_lists=()):
         self.answers = list(answers)
         self.aget_job = mock.AsyncMock(side_effect=self._next)
         self.acancel_job = mock.AsyncMock(return_value=JOB)
+        # the vault's running jobs, one answer per list (then nothing running): by default no job is
+        # listed, so every read is a GET of the job, as when each wait read its own job
+        self.running_lists = list(running_lists)
+        self.alist_jobs = mock.AsyncMock(side_effect=self._running)
         self.closed = False
+
+    async def _running(self, *args, filter=None, raw_response_hook=None):
+        return self.running_lists.pop(0) if self.running_lists else []
 
     async def _next(self, *args):
         answer = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
@@ -265,6 +273,7 @@ def clock(monkeypatch):
     clock = FakeClock()
     monkeypatch.setattr(trigger_module, "time", SimpleNamespace(time=clock.time))
     monkeypatch.setattr(trigger_module, "asyncio", SimpleNamespace(sleep=clock.sleep))
+    monkeypatch.setattr(vault_reads_module, "time", SimpleNamespace(monotonic=clock.time))
     return clock
 
 
@@ -469,3 +478,20 @@ async def test_on_kill_leaves_the_job_running_when_the_task_state_cannot_be_read
     trigger.task_instance = SimpleNamespace(dag_id="d", task="", task_id="t", run_id="r", map_index=-1)
     await trigger.on_kill()
     assert hook.acancel_job.await_count == 0
+
+
+@pytest.mark.asyncio
+async def test_a_job_the_vaults_list_shows_running_is_not_read_again(clock):
+    running = make_job("InProgress")  # as the list shows it: no tasks
+    hook = FakeHook(make_job("Succeeded", "Completed", allowed=()), running_lists=[[running]] * 3)
+    trigger = start(hook)
+
+    events = await events_of(trigger)
+
+    assert events[0].payload["status"] == "success", events[0].payload["message"]
+    assert clock.sleeps == [30, 30, 30]  # four polls...
+    assert hook.alist_jobs.await_count == 4  # ...each a look at the vault's shared list of running jobs...
+    assert hook.aget_job.await_count == 1  # ...and one GET, once the job had left it
+    filters = [call.kwargs["filter"] for call in hook.alist_jobs.await_args_list]
+    assert filters[0] == "jobStatus eq 'InProgress'"
+    assert set(filters[1:]) == {"startTime eq '2030-03-17T17:41:40+00:00' and jobStatus eq 'InProgress'"}

@@ -16,6 +16,7 @@ from azure.mgmt.recoveryservicessiterecovery.models import Job, ReplicationProte
 
 from site_recovery.records import WaitEvent
 from site_recovery.triggers import base as base_module
+from site_recovery.triggers import vault_reads as vault_reads_module
 from site_recovery.triggers.asr import AsrJobsTrigger
 from site_recovery.triggers.protection import InitialReplicationTrigger, ReplicationSlotTrigger
 from site_recovery.vocabulary import WaitReason
@@ -39,6 +40,7 @@ def clock(monkeypatch):
     clock = FakeClock()
     monkeypatch.setattr(base_module, "time", SimpleNamespace(time=lambda: clock.now))
     monkeypatch.setattr(base_module, "asyncio", SimpleNamespace(sleep=clock.sleep))
+    monkeypatch.setattr(vault_reads_module, "time", SimpleNamespace(monotonic=lambda: clock.now))
     return clock
 
 
@@ -57,6 +59,9 @@ class Script:
 
 class FakeHook:
     def __init__(self, **scripts):
+        # the vault's list of running jobs shows none: every job read is a GET of the job, as each wait
+        # read its own job before reads were shared (test_trigger_asr covers a job still listed)
+        self.alist_jobs = mock.AsyncMock(return_value=[])
         for name, script in scripts.items():
             setattr(self, name, mock.AsyncMock(side_effect=script.__call__))
 
@@ -186,8 +191,8 @@ def replication(end_in: float = 600, **kwargs) -> InitialReplicationTrigger:
 
 @pytest.mark.asyncio
 async def test_initial_replication_succeeds_when_protected_and_healthy(clock):
-    hook = FakeHook(aget_protected_item_or_none=Script(
-        item("UnprotectedStatesBegin", percent="40"), ServiceRequestError("reset"), item()))
+    hook = FakeHook(alist_protected_items=Script(
+        [item("UnprotectedStatesBegin", percent="40")], ServiceRequestError("reset"), [item()]))
     trigger = wired(replication(), hook)
     event = await only_event(trigger)
     assert event.reason is WaitReason.SUCCEEDED and event.item.vm == "SQL-PRD-01"
@@ -197,21 +202,21 @@ async def test_initial_replication_succeeds_when_protected_and_healthy(clock):
 
 @pytest.mark.asyncio
 async def test_initial_replication_fails_when_the_item_goes_away(clock):
-    hook = FakeHook(aget_protected_item_or_none=Script(None))
+    hook = FakeHook(alist_protected_items=Script([]))
     event = await only_event(wired(replication(), hook))
     assert event.reason is WaitReason.FAILED and "no longer protected" in event.message
 
 
 @pytest.mark.asyncio
 async def test_initial_replication_fails_when_it_failed(clock):
-    hook = FakeHook(aget_protected_item_or_none=Script(item("InitialReplicationFailed", "Critical")))
+    hook = FakeHook(alist_protected_items=Script([item("InitialReplicationFailed", "Critical")]))
     event = await only_event(wired(replication(), hook))
     assert event.reason is WaitReason.FAILED and event.item.protection_state == "InitialReplicationFailed"
 
 
 @pytest.mark.asyncio
 async def test_initial_replication_times_out_saying_where_it_stood(clock):
-    hook = FakeHook(aget_protected_item_or_none=Script(item("UnprotectedStatesBegin", percent="42")))
+    hook = FakeHook(alist_protected_items=Script([item("UnprotectedStatesBegin", percent="42")]))
     event = await only_event(wired(replication(end_in=100, first_poll_delay=60), hook))
     assert event.reason is WaitReason.TIMED_OUT
     assert "(42%)" in event.message and "limit 10m" in event.message
@@ -220,7 +225,7 @@ async def test_initial_replication_times_out_saying_where_it_stood(clock):
 
 @pytest.mark.asyncio
 async def test_initial_replication_that_cannot_read_is_an_error(clock):
-    hook = FakeHook(aget_protected_item_or_none=Script(PermissionError("denied")))
+    hook = FakeHook(alist_protected_items=Script(PermissionError("denied")))
     event = await only_event(wired(replication(), hook))
     assert event.reason is WaitReason.ERROR and "denied" in event.message
 

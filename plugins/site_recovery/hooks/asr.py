@@ -1057,18 +1057,24 @@ class AzureSiteRecoveryHook(BaseHook):
             return None
 
     async def alist_protected_items(
-        self, resource_group_name: str, vault_name: str, fabric_name: str, container_name: str
+        self, resource_group_name: str, vault_name: str, fabric_name: str, container_name: str,
+        raw_response_hook: Callable[[Any], None] | None = None,
     ) -> list[Any]:
-        """Return the protected items of a cloud (async)."""
+        """Return the protected items of a cloud (async); ``raw_response_hook`` sees each page's answer."""
         client = await self.get_async_conn()
+        options = {"raw_response_hook": raw_response_hook} if raw_response_hook else {}
         pages = client.replication_protected_items.list_by_replication_protection_containers(
-            resource_group_name, vault_name, fabric_name, container_name)
+            resource_group_name, vault_name, fabric_name, container_name, **options)
         return [item async for item in pages]
 
-    async def alist_jobs(self, resource_group_name: str, vault_name: str, *, filter: str | None = None) -> list[Job]:
-        """Return the vault's ASR jobs, optionally narrowed by an OData ``filter`` (async)."""
+    async def alist_jobs(self, resource_group_name: str, vault_name: str, *, filter: str | None = None,
+                         raw_response_hook: Callable[[Any], None] | None = None) -> list[Job]:
+        """Return the vault's ASR jobs, optionally narrowed by an OData ``filter`` (async); ``raw_response_hook``
+        sees each page's answer (its headers: what ARM says is left of the read budget)."""
         client = await self.get_async_conn()
-        return [job async for job in client.replication_jobs.list(resource_group_name, vault_name, filter=filter)]
+        options = {"raw_response_hook": raw_response_hook} if raw_response_hook else {}
+        return [job async for job in client.replication_jobs.list(resource_group_name, vault_name, filter=filter,
+                                                                   **options)]
 
     async def acancel_job(self, resource_group_name: str, vault_name: str, job_name: str) -> str:
         """Ask ASR to cancel a job without waiting for it (async); return the job name."""

@@ -189,13 +189,22 @@ class AsrJobTrigger(AsrPollTrigger):
 
     async def poll(self, hook: AzureSiteRecoveryHook) -> WaitEvent | None:
         from site_recovery.hooks.asr import summarize_job
+        from site_recovery.triggers.vault_reads import vault_job_reads
 
-        self._summary = summarize_job(await hook.aget_job(self.resource_group_name, self.vault_name, self.job_name))
+        reads = vault_job_reads(hook, self.resource_group_name, self.vault_name)
+        # a plan's boot groups and manual actions are in the job's tasks, which only a full read shows
+        job = await reads.read(self.job_name, max_age=self.poll_interval,
+                               with_tasks=self.until_group is not None or self.suspend_at is not None)
+        self._summary = summarize_job(job)
         for line in self._progress.update(self._summary):
             self.log.info("%s", line)
-        return job_event(self._summary, fail_on_partial_success=self.fail_on_partial_success,
-                         wait_on_suspended=self.wait_on_suspended, suspend_at=self.suspend_at,
-                         until_group=self.until_group)
+        self.retry_after = max(self.retry_after, reads.interval(self.poll_interval))
+        event = job_event(self._summary, fail_on_partial_success=self.fail_on_partial_success,
+                          wait_on_suspended=self.wait_on_suspended, suspend_at=self.suspend_at,
+                          until_group=self.until_group)
+        if event is not None:
+            reads.forget(self.job_name)
+        return event
 
     def timeout_event(self) -> WaitEvent:
         return timeout_event(self._last_seen(), self.end_time)
@@ -308,10 +317,12 @@ class AsrJobsTrigger(AsrPollTrigger):
 
     async def poll(self, hook: AzureSiteRecoveryHook) -> WaitEvent | None:
         from site_recovery.hooks.asr import is_transient, retry_after_seconds, summarize_job
+        from site_recovery.triggers.vault_reads import vault_job_reads
 
+        reads = vault_job_reads(hook, self.resource_group_name, self.vault_name)
         for name in [n for n in self.job_names if n not in self._done]:
             try:
-                summary = summarize_job(await hook.aget_job(self.resource_group_name, self.vault_name, name))
+                summary = summarize_job(await reads.read(name, max_age=self.poll_interval))
             except Exception as exc:
                 if not is_transient(exc):
                     raise
@@ -324,6 +335,8 @@ class AsrJobsTrigger(AsrPollTrigger):
             event = job_event(summary, fail_on_partial_success=self.fail_on_partial_success, wait_on_suspended=False)
             if event is not None:
                 self._done[name] = event
+                reads.forget(name)
+        self.retry_after = max(self.retry_after, reads.interval(self.poll_interval))
         if len(self._done) == len(self.job_names):
             return jobs_event({name: self._done[name] for name in self.job_names})
         return None

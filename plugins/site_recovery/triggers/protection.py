@@ -20,6 +20,9 @@ class InitialReplicationTrigger(AsrPollTrigger):
     """
     Poll one protected item until its initial replication completes with healthy replication.
 
+    The item is read from its cloud's list of protected items, which every wait on the cloud in
+    this triggerer shares (:class:`~site_recovery.triggers.vault_reads.ContainerItemReads`).
+
     Logs the progress percentage and state as they change; yields one event (see
     :func:`~site_recovery.protection.initial_replication_event`), or a ``timed_out`` event at ``end_time``.
 
@@ -59,9 +62,13 @@ class InitialReplicationTrigger(AsrPollTrigger):
     async def poll(self, hook: AzureSiteRecoveryHook) -> WaitEvent | None:
         from site_recovery.hooks.asr import summarize_protected_item
         from site_recovery.protection import initial_replication_event
+        from site_recovery.triggers.vault_reads import shared_reads
 
-        item = await hook.aget_protected_item_or_none(self.resource_group_name, self.vault_name, self.fabric_name,
-                                                      self.container_name, self.item_name)
+        # every wait on the cloud picks its item out of one list of the cloud's items (see vault_reads)
+        reads = shared_reads(hook).items(self.resource_group_name, self.vault_name, self.fabric_name,
+                                         self.container_name)
+        item = await reads.read(self.item_name, max_age=self.poll_interval)
+        self.retry_after = max(self.retry_after, reads.interval(self.poll_interval))
         if item is None:
             return initial_replication_event(None, self.vm_name)
         self._item = summarize_protected_item(item)
