@@ -49,8 +49,10 @@ SCENARIOS = ("TestFailover", "TestFailoverCleanup")
 
 
 # ------------------------------------------------------------------------------ protecting the VMs
-def enable_with_sdk(lab, site_file: Path, workers: int = 8, timeout: float = 300) -> dict:
-    """Protect every protectable VM of the site's paired primary clouds through the SDK; wait until all are.
+def enable_with_sdk(lab, site_file: Path, workers: int = 8, timeout: float = 300, vms: set[str] | None = None,
+                    wait: bool = True) -> dict:
+    """Protect every protectable VM of the site's paired primary clouds (or only ``vms``, by name) through
+    the SDK; wait until all are (unless ``wait`` is False: their initial replications are left running).
 
     What ``EnableProtectionOperator`` sends for each VM (one PUT with the pairing's policy), without
     the DAG's one-at-a-time admission: the drill is what is measured here, not enabling.
@@ -72,7 +74,8 @@ def enable_with_sdk(lab, site_file: Path, workers: int = 8, timeout: float = 300
         for item in asr.replication_protectable_items.list_by_replication_protection_containers(
                 rg, vault, fabric, container):
             props = item.properties
-            if props.protection_status == "Unprotected" and not props.protection_readiness_errors:
+            if (props.protection_status == "Unprotected" and not props.protection_readiness_errors
+                    and (vms is None or props.friendly_name in vms)):
                 todo.append((container, item))
 
     def enable(entry) -> None:
@@ -84,13 +87,16 @@ def enable_with_sdk(lab, site_file: Path, workers: int = 8, timeout: float = 300
     started = time.monotonic()
     with ThreadPoolExecutor(workers) as pool:
         list(pool.map(enable, todo))
+    if not wait:
+        return {"with": "sdk", "vms_enabled": len(todo), "seconds": round(time.monotonic() - started, 1)}
     deadline = time.monotonic() + timeout
     while True:
         items = [i for container in containers
                  for i in asr.replication_protected_items.list_by_replication_protection_containers(
                      rg, vault, fabric, container)]
         protected = [i for i in items if i.properties.protection_state == "Protected"
-                     and i.properties.replication_health == "Normal"]
+                     and i.properties.replication_health == "Normal"
+                     and (vms is None or i.properties.friendly_name in vms)]
         if len(protected) >= len(todo):
             break
         if time.monotonic() > deadline:

@@ -29,6 +29,12 @@ Redis, two Celery workers, two triggerers, reports in Azurite), in one run at th
 wall time, task throughput and the delay from a job ending to its wait ending, with the ratios
 distributed / standalone.
 
+Waits at once, 1,000 VMs (bench/waits.py): half waiting on a test failover job, half on their
+initial replication, all in one process on one event loop as a triggerer runs them, against the
+lab with ARM's throttling on: ARM reads per minute, 429s, token requests, RSS per wait, CPU per
+minute, and how long after a job ended its wait ended (goals: <= 250 reads/min, no 429, <= 50 KB
+per wait, <= 2 s CPU per minute, noticed within 10 s, median <= 5 s).
+
 Figures are printed and written to bench/results/latest.json; ``--only PART`` runs one part
 and updates only its figures there.
 """
@@ -130,7 +136,7 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-PARTS = ("lab", "dag-parse", "enable-replication", "drill", "plan-drill", "drill-distributed")
+PARTS = ("lab", "dag-parse", "enable-replication", "drill", "plan-drill", "drill-distributed", "waits")
 
 
 def enable_replication(args) -> dict:
@@ -171,6 +177,14 @@ def drill_distributed(args) -> dict:
 
     return _kept_on_failure("drill-distributed", lambda tmp: run_side_by_side(
         tmp, vms=args.drill_vms, poll_interval=args.drill_poll_interval), side_by_side_summary)
+
+
+def waits(args) -> dict:
+    """A thousand VMs waited on at once by one triggerer-like process, lab throttling on (bench/waits.py)."""
+    from bench.waits import run_bench, summary
+
+    return _kept_on_failure("waits", lambda tmp: run_bench(tmp, vms=args.waits_vms,
+                                                           poll_interval=args.waits_poll_interval), summary)
 
 
 def _kept_on_failure(part: str, run, summary) -> dict:
@@ -217,6 +231,9 @@ def main() -> int:
                         help="lab time scale of the two drills (1: a VM's test failover takes 2 min 37 s)")
     parser.add_argument("--plan-drill-plans-only", action="store_true",
                         help="drill the plans only, not the same VMs one by one (half the time)")
+    parser.add_argument("--waits-vms", type=int, default=1000, help="VMs waited on at once (half jobs, half "
+                                                                     "initial replications)")
+    parser.add_argument("--waits-poll-interval", type=float, default=5.0, help="the waits' poll interval (s)")
     args = parser.parse_args()
     parts = args.only or list(PARTS)
     sys.path.insert(0, str(REPO))
@@ -252,6 +269,10 @@ def main() -> int:
         print(f"drill, {args.drill_vms} VMs, distributed: the same drill under airflow standalone and on the "
               f"distributed stack, about 25 minutes ...", flush=True)
         results["drill_distributed"] = drill_distributed(args)
+    if "waits" in parts:
+        print(f"waits at once, {args.waits_vms} VMs: one process waiting as a triggerer does, about 15 minutes ...",
+              flush=True)
+        results["waits"] = waits(args)
     RESULTS.mkdir(parents=True, exist_ok=True)
     if args.only and latest.exists():
         # A long part may have run while another bench updated latest.json: keep its figures.
