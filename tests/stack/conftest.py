@@ -1,7 +1,7 @@
 """One distributed stack (bench/stack.py ``DistributedStack``) for every test of this folder.
 
 api-server, scheduler, dag-processor, two triggerers and two Celery workers on PostgreSQL and
-Redis, the reports in Azurite, against the lab on a generated estate of 40 protectable VMs
+Redis, the reports in Azurite, against the lab on a generated estate of 50 protectable VMs
 (bench/estate_200.py). The site ``stack`` is deployed through its DAG once and its VMs protected
 once; the lab keeps that state as the snapshot ``protected`` and every test starts from it.
 
@@ -53,7 +53,7 @@ class Drill:
 @pytest.fixture(scope="module")  # stopped once its tests are done, before any later module runs
 def stack(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("stack")
-    estate_file, include, _ = write(workdir / "estate", 40, {SITE: {"max_concurrent": 40,
+    estate_file, include, _ = write(workdir / "estate", 50, {SITE: {"max_concurrent": 50,
                                                                     "poll_interval": f"{POLL_SECONDS}s"}})
     with DistributedStack(workdir, estate_file, include, time_scale=0, extra_env=DETECTION | REPORT_BUDGET,
                           database=f"asr_dr_test_{os.getpid()}", redis_db=12) as running:

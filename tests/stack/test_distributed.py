@@ -202,3 +202,29 @@ def test_an_unreachable_report_store_fails_the_report_naming_it_and_leaves_the_c
     # The cleanup ran and was proven before the report; the run fails for want of a report.
     assert drill.tis[("start_cleanup", None)]["state"] == "success"
     assert_clean_drill(stack, drill, verdict="FAIL", report=False)
+
+
+def test_a_drill_of_fifty_vms_under_tight_arm_throttling_honours_every_429(stack, lab):
+    """ARM's buckets tightened (reads 60 then 10 a second, writes 20 then 4 a second): the drill's tasks
+    and waits are refused again and again, wait as long as each 429 says, and send nothing twice."""
+    lab.set_throttle(limits={"reads": {"burst": 60, "per_second": 10}, "writes": {"burst": 20, "per_second": 4},
+                             "deletes": {"burst": 20, "per_second": 4}})
+    vms = vms_of(stack, 50)
+    since = lab.last_request_seq()
+    run_id = stack.api.trigger_when_parsed(DRILL, {"vms": vms})
+    drill = finish(stack, run_id, since, timeout=600)
+    assert_clean_drill(stack, drill)
+    throttled = [r for r in drill.requests if r["throttled"]]
+    counts = lab.throttle()["throttled"]
+    print(f"{len(throttled)} requests throttled ({counts}) of {len(drill.requests)}")
+    assert counts["writes"] > 0 and counts["reads"] > 0, "the buckets were not tight enough to mean anything"
+    by_client_id: dict[str, list[dict]] = {}
+    for request in drill.requests:
+        if request["client_request_id"]:
+            by_client_id.setdefault(request["client_request_id"], []).append(request)
+    for refused in throttled:  # the same request sent again (azure-core keeps its client request id) ...
+        tries = by_client_id[refused["client_request_id"]]
+        later = [r for r in tries if r["seq"] > refused["seq"]]
+        assert later, f"a throttled request was never sent again: {refused}"
+        # ... no sooner than Retry-After (one second: a token comes back within it at these rates)
+        assert later[0]["started"] - refused["ended"] >= 0.95, (refused, later[0])
