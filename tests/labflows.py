@@ -70,14 +70,15 @@ def register_primary_vmm(lab, vault: Vault, vmm_server: str = PRIMARY_VMM) -> di
     return lab.register_provider(vault.id, vmm_server)
 
 
-def start_policy_job(lab, vault: Vault, policy: str = POLICY) -> str:
-    """Create a Hyper-V Replica policy and return the ASR job name from the 202's headers."""
+def start_policy_job(lab, vault: Vault, policy: str = POLICY, asr: SiteRecoveryManagementClient | None = None) -> str:
+    """Create a Hyper-V Replica policy and return the ASR job name from the 202's headers (with ``asr``, or
+    a client of its own)."""
     responses: list = []
 
     def capture(response) -> None:
         responses.append(response.http_response)
 
-    asr_client(lab).replication_policies.begin_create(
+    (asr or asr_client(lab)).replication_policies.begin_create(
         vault.resource_group, vault.name, policy,
         {"properties": {"providerSpecificInput": POLICY_INPUT}},
         polling=False, raw_response_hook=capture,

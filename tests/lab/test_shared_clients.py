@@ -60,16 +60,17 @@ def policy_jobs(lab, vaults, count: int, seed: int, failing_every: int = 0) -> d
     they end in another order than they began); every ``failing_every``-th batch makes two jobs fail.
     Returns {job name: vault}."""
     rng = random.Random(seed)
+    asr = asr_client(lab)
     jobs: dict[str, object] = {}
     per_batch = 20
     for batch in range(count // per_batch):
-        lab.set_time_scale(rng.choice([0.5, 1, 2, 3]))
+        lab.set_time_scale(rng.choice([0.25, 0.5, 1, 1.5]))
         failing = 2 if failing_every and batch % failing_every == 0 else 0
         if failing:
             lab.add_job_fault("AddProtectionProfile", "Failed", count=failing)
         for n in range(per_batch):
             vault = vaults[n % len(vaults)]
-            jobs[start_policy_job(lab, vault, policy=f"policy-{batch}-{n}")] = vault
+            jobs[start_policy_job(lab, vault, policy=f"policy-{batch}-{n}", asr=asr)] = vault
     return jobs
 
 
@@ -119,8 +120,9 @@ def test_waits_stopped_mid_wait_resume_from_their_serialized_form(lab, lab_conne
     """A triggerer that stops cancels its triggers; another builds them again from what they serialized."""
     vault = create_vault(lab)
     register_primary_vmm(lab, vault)
-    lab.set_time_scale(2)  # 16 s jobs
-    names = [start_policy_job(lab, vault, policy=f"policy-{n}") for n in range(50)]
+    lab.set_time_scale(1)  # 8 s jobs
+    asr = asr_client(lab)
+    names = [start_policy_job(lab, vault, policy=f"policy-{n}", asr=asr) for n in range(50)]
     triggers = [AsrJobTrigger(azure_conn_id=lab_connection, resource_group_name=vault.resource_group,
                               vault_name=vault.name, job_name=name, poll_interval=1, end_time=time.time() + 120)
                 for name in names]
@@ -133,7 +135,7 @@ def test_waits_stopped_mid_wait_resume_from_their_serialized_form(lab, lab_conne
             wait.cancel()
         await asyncio.gather(*waits, return_exceptions=True)
 
-    asyncio.run(stopped_after(3))
+    asyncio.run(stopped_after(2))
     assert len(SHARED_HOOKS) == 0  # the loop that ended closed what it held
     again = []
     for trigger in triggers:
@@ -154,9 +156,10 @@ def test_waits_stopped_mid_wait_resume_from_their_serialized_form(lab, lab_conne
 def test_a_token_expiring_mid_wait_is_fetched_again_once_for_all_the_waits(lab, lab_connection):
     vault = create_vault(lab)
     register_primary_vmm(lab, vault)
-    lab.set_time_scale(3)  # 24 s jobs
-    jobs = {start_policy_job(lab, vault, policy=f"policy-{n}"): vault for n in range(100)}
-    lab.set_token_lifetime(8)
+    lab.set_time_scale(2)  # 16 s jobs
+    asr = asr_client(lab)
+    jobs = {start_policy_job(lab, vault, policy=f"policy-{n}", asr=asr): vault for n in range(100)}
+    lab.set_token_lifetime(5)
     client_id = lab["client_id"].lower()
     before = lab.identity()["token_requests"].get(client_id, 0)
     started = time.monotonic()
@@ -164,8 +167,8 @@ def test_a_token_expiring_mid_wait_is_fetched_again_once_for_all_the_waits(lab, 
     wall = time.monotonic() - started
     tokens = lab.identity()["token_requests"][client_id] - before
     assert {payload["reason"] for _, payload in events.values()} == {"succeeded"}
-    assert wall > 16, wall  # the tokens expired at least twice while the waits ran
+    assert wall > 10, wall  # the tokens expired at least twice while the waits ran
     # one token at the start, then one each time it expired (azure-identity may refresh once more early)
-    assert 2 < tokens <= 2 + wall / 8, (tokens, wall)
+    assert 2 < tokens <= 2 + wall / 5, (tokens, wall)
     expired = [r for r in lab.requests() if r["status"] == 401]
     assert expired == [], "a wait sent an expired token"
