@@ -107,6 +107,17 @@ def test_a_recovery_report_goes_to_the_sites_recovery_folder_apart_from_the_dril
 
 @pytest.mark.slow  # the Azure SDK's own retries (about a minute) come first
 def test_an_unreachable_store_fails_naming_the_store_and_not_its_key(azurite, monkeypatch):
+    from azure.storage.blob._shared import policies_async
+
+    # The Storage SDK's own retries, as they run, but seconds apart instead of 15 s, 18 s and 24 s (about
+    # two minutes per request): what is checked is the message once they are spent, not their back-off.
+    storage_retry = policies_async.ExponentialRetry.__init__
+
+    def quick_retry(self, *args, retry_total: int = 3, retry_to_secondary: bool = False, **kwargs):
+        kwargs.update(initial_backoff=0.1, increment_base=1, random_jitter_range=0)
+        storage_retry(self, retry_total=retry_total, retry_to_secondary=retry_to_secondary, **kwargs)
+
+    monkeypatch.setattr(policies_async.ExponentialRetry, "__init__", quick_retry)
     dead = Azurite(azurite.location, free_port())  # nobody listens there
     # a connection id of its own: Airflow keeps one filesystem per protocol and connection id
     monkeypatch.setenv("AIRFLOW_CONN_ASR_REPORTS_GONE", json.dumps(dead.connection()))
@@ -165,10 +176,14 @@ def test_the_report_tasks_retry_budget_defaults_and_follows_the_config(monkeypat
     monkeypatch.delenv("AIRFLOW__SITE_RECOVERY__REPORT_RETRY_DELAY", raising=False)
     task = ReportOperator(task_id="drill_report", python_callable=print)
     assert (task.retries, task.retry_delay) == (REPORT_RETRIES, REPORT_RETRY_DELAY)
-    monkeypatch.setenv("AIRFLOW__SITE_RECOVERY__REPORT_RETRIES", "0")
+    monkeypatch.setenv("AIRFLOW__SITE_RECOVERY__REPORT_RETRIES", "1")
     monkeypatch.setenv("AIRFLOW__SITE_RECOVERY__REPORT_RETRY_DELAY", "5")
-    task = ReportOperator(task_id="drill_report", python_callable=print)
-    assert (task.retries, task.retry_delay) == (0, timedelta(seconds=5))
+    # the DAG's default_args (the drill's say two retries) do not override the store's budget
+    from airflow.sdk import DAG
+
+    with DAG("report_budget", schedule=None, default_args={"retries": 7, "retry_delay": timedelta(minutes=1)}):
+        task = ReportOperator(task_id="drill_report", python_callable=print)
+    assert (task.retries, task.retry_delay) == (1, timedelta(seconds=5))
 
 
 @pytest.mark.parametrize("option, value", [("REPORT_RETRIES", "two"), ("REPORT_RETRIES", "-1"),

@@ -41,11 +41,15 @@ def _non_negative(option: str, default: int) -> int:
 
 
 class ReportOperator(PythonOperator):
-    """Run the report callable; its ``Report`` button opens the page it stored (see StoredReportLink)."""
+    """Run the report callable; its ``Report`` button opens the page it stored (see StoredReportLink).
+
+    Its retries are the reports store's budget (:func:`report_retry_budget`), whatever the DAG's
+    ``default_args`` say: they are about how long a store may be unreachable, not about ASR.
+    """
 
     operator_extra_links = (StoredReportLink(),)
 
-    def __init__(self, *, retries: int | None = None, retry_delay: timedelta | None = None, **kwargs) -> None:
-        configured_retries, configured_delay = report_retry_budget()
-        super().__init__(retries=configured_retries if retries is None else retries,
-                         retry_delay=configured_delay if retry_delay is None else retry_delay, **kwargs)
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        # default_args fill every operator argument they name, so the budget is applied after them
+        self.retries, self.retry_delay = report_retry_budget()
