@@ -87,9 +87,12 @@ def test_marking_the_waiting_test_failover_failed_still_cancels_and_cleans_up(st
     before_kill = lab.state()
     (job,) = [j["job"] for j in before_kill["inFlightJobs"] if j["scenario"] == "TestFailover" and j["target"] == STUCK]
     # A user marks the task failed while it waits in the triggerer: once the trigger has read the job
-    # itself (the sensor read it once before deferring), it is running there and can be killed.
+    # (the sensor read it once before deferring; the trigger reads the vault's list of jobs in progress,
+    # or the job itself), it is running there and can be killed.
+    sensor_read = lab.requests(method="GET", path=f"/replicationJobs/{job}$")[0]["seq"]
     wait_for("the trigger reading the stuck job",
-              lambda: len(lab.requests(method="GET", path=f"/replicationJobs/{job}$")) >= 2, timeout=60, interval=0.5)
+              lambda: lab.requests(since=sensor_read, method="GET", path=f"/replicationJobs(/{job})?$"),
+              timeout=60, interval=0.5)
     test_vm_existed = any(vm["sourceVm"] == STUCK for vm in before_kill["testVms"])
     kill_seq = lab.last_request_seq()
 

@@ -8,8 +8,10 @@ from __future__ import annotations
 import signal
 import statistics
 import time
+from collections import Counter
 
 import pytest
+from asr_lab.throttle import OperationClass
 
 from site_recovery.drill_report import safe_name
 from bench.stack import wait_for
@@ -205,26 +207,41 @@ def test_an_unreachable_report_store_fails_the_report_naming_it_and_leaves_the_c
 
 
 def test_a_drill_of_fifty_vms_under_tight_arm_throttling_honours_every_429(stack, lab):
-    """ARM's buckets tightened (reads 60 then 10 a second, writes 20 then 4 a second): the drill's tasks
-    and waits are refused again and again, wait as long as each 429 says, and send nothing twice."""
-    lab.set_throttle(limits={"reads": {"burst": 60, "per_second": 10}, "writes": {"burst": 20, "per_second": 4},
-                             "deletes": {"burst": 20, "per_second": 4}})
-    vms = vms_of(stack, 50)
-    since = lab.last_request_seq()
-    run_id = stack.api.trigger_when_parsed(DRILL, {"vms": vms})
-    drill = finish(stack, run_id, since, timeout=600)
+    """ARM's buckets tightened (reads 20 then 3 a second, writes 5 then 1 a second): the drill's tasks
+    and waits are refused again and again, wait as long as each 429 says, and send nothing twice.
+    (The waits share their reads, so a drill of fifty reads little: the buckets must be tight to bite.)"""
+    started_with = lab.throttle()["limits"]
+    lab.set_throttle(limits={"reads": {"burst": 20, "per_second": 3}, "writes": {"burst": 5, "per_second": 1},
+                             "deletes": {"burst": 5, "per_second": 1}})
+    try:
+        vms = vms_of(stack, 50)
+        since = lab.last_request_seq()
+        run_id = stack.api.trigger_when_parsed(DRILL, {"vms": vms})
+        drill = finish(stack, run_id, since, timeout=600)
+    finally:
+        lab.set_throttle(limits=started_with)
     assert_clean_drill(stack, drill)
     throttled = [r for r in drill.requests if r["throttled"]]
-    counts = lab.throttle()["throttled"]
-    print(f"{len(throttled)} requests throttled ({counts}) of {len(drill.requests)}")
+    counts = Counter(str(OperationClass.of(r["method"])) for r in throttled)
+    print(f"{len(throttled)} requests throttled ({dict(counts)}) of {len(drill.requests)}")
     assert counts["writes"] > 0 and counts["reads"] > 0, "the buckets were not tight enough to mean anything"
     by_client_id: dict[str, list[dict]] = {}
     for request in drill.requests:
         if request["client_request_id"]:
             by_client_id.setdefault(request["client_request_id"], []).append(request)
-    for refused in throttled:  # the same request sent again (azure-core keeps its client request id) ...
-        tries = by_client_id[refused["client_request_id"]]
-        later = [r for r in tries if r["seq"] > refused["seq"]]
+    resent_by = Counter()
+    for refused in throttled:
+        # Sent again by azure-core's retry policy (which keeps the client request id) or, once its three
+        # retries on a refused status are spent, by the task's next try: the same call, after the
+        # operator has checked that the refused one started nothing.
+        later = [r for r in by_client_id[refused["client_request_id"]] if r["seq"] > refused["seq"]]
+        resent_by_sdk = bool(later)
+        resent_by["sdk" if resent_by_sdk else "task retry"] += 1
+        if not resent_by_sdk:
+            later = [r for r in drill.requests if r["seq"] > refused["seq"]
+                     and (r["method"], r["path"]) == (refused["method"], refused["path"])]
         assert later, f"a throttled request was never sent again: {refused}"
-        # ... no sooner than Retry-After (one second: a token comes back within it at these rates)
-        assert later[0]["started"] - refused["ended"] >= 0.95, (refused, later[0])
+        if resent_by_sdk or refused["method"] != "GET":  # (another reader may read the same path any time)
+            # ... no sooner than Retry-After (one second: a token comes back within it at these rates)
+            assert later[0]["started"] - refused["ended"] >= 0.95, (refused, later[0])
+    print(f"throttled requests sent again by {dict(resent_by)}")
