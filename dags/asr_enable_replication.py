@@ -51,7 +51,7 @@ def params_for(site) -> dict[str, Param]:
 
 def build(site) -> DAG:
     az, scope, timeouts = site.azure, site.scope, site.timeouts
-    poll = timeouts.poll_interval.total_seconds()
+    watch = timeouts.watch_seconds
     with DAG(dag_id=site.dag_id("asr_enable_replication"), schedule=None, catchup=False, max_active_runs=1,
              tags=TAGS, default_args=DEFAULT_ARGS, params=params_for(site),
              description=f"Enable ASR replication for the VMs in scope of site {site.name}",
@@ -69,12 +69,12 @@ def build(site) -> DAG:
                 task_id="wait_enable_job", target=target, map_index_template=VM_LABEL, job_name=enable.output,
                 weight_rule="upstream",
                 azure_conn_id=az.conn_id, resource_group_name=az.resource_group, vault_name=az.vault_name,
-                poke_interval=poll, timeout=scope.enable_job_timeout.total_seconds())
+                poke_interval=watch, timeout=scope.enable_job_timeout.total_seconds())
             wait_ir = InitialReplicationSensor(
                 task_id="wait_initial_replication", target=target, map_index_template=VM_LABEL, weight_rule="upstream",
                 azure_conn_id=az.conn_id, resource_group_name=az.resource_group, vault_name=az.vault_name,
-                # Initial replication takes hours: one read per two poll intervals is plenty.
-                poke_interval=2 * poll, timeout=scope.initial_replication_timeout.total_seconds(),
+                # One list of the cloud's items per interval serves every VM waiting on it.
+                poke_interval=watch, timeout=scope.initial_replication_timeout.total_seconds(),
                 timeout_text=format_duration(scope.initial_replication_timeout))
             enable >> wait_job >> wait_ir
 
@@ -88,7 +88,7 @@ def build(site) -> DAG:
             plans = ensure_recovery_plans.override(trigger_rule="all_done")(site.name)
             wait_plans = AsrJobsSensor(task_id="wait_recovery_plans", job_names=plans["job_names"],
                                        azure_conn_id=az.conn_id, resource_group_name=az.resource_group,
-                                       vault_name=az.vault_name, poke_interval=poll,
+                                       vault_name=az.vault_name, poke_interval=watch,
                                        timeout=timeouts.asr_job.total_seconds())
             vms >> plans >> wait_plans >> complete
     return dag

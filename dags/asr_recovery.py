@@ -153,7 +153,7 @@ def recover_plan(site, plan, direction: FailoverDirection, kind: str, approvals:
                                            **job_waits)
         replicating = InitialReplicationSensor.partial(
             task_id="wait_replication", azure_conn_id=az.conn_id, resource_group_name=az.resource_group,
-            vault_name=az.vault_name, poke_interval=2 * poll, map_index_template=VM_LABEL,
+            vault_name=az.vault_name, poke_interval=timeouts.watch_seconds, map_index_template=VM_LABEL,
             timeout_text=format_duration(site.scope.initial_replication_timeout),
             timeout=site.scope.initial_replication_timeout.total_seconds()).expand(target=reprotect.output)
         commit >> committed
@@ -166,7 +166,7 @@ def build(site, direction: FailoverDirection) -> DAG:
     poll = timeouts.poll_interval.total_seconds()
     family = family_of(direction)
     waits = {"azure_conn_id": az.conn_id, "resource_group_name": az.resource_group, "vault_name": az.vault_name,
-             "poke_interval": poll, "map_index_template": VM_LABEL, "weight_rule": "upstream"}
+             "poke_interval": timeouts.watch_seconds, "map_index_template": VM_LABEL, "weight_rule": "upstream"}
     kind = "{{ params.kind }}" if direction == FailoverDirection.PRIMARY_TO_RECOVERY else str(FailoverKind.PLANNED)
     approvals = {"site_name": site.name, "direction": direction, "approvers": failover.approvers,
                  "response_timeout": failover.approval_timeout}
@@ -213,7 +213,7 @@ def build(site, direction: FailoverDirection) -> DAG:
             replicating = InitialReplicationSensor(
                 task_id="wait_replication", target=target, timeout_text=format_duration(
                     site.scope.initial_replication_timeout),
-                timeout=site.scope.initial_replication_timeout.total_seconds(), **{**waits, "poke_interval": 2 * poll})
+                timeout=site.scope.initial_replication_timeout.total_seconds(), **waits)
             start >> wait >> replicating
 
         reprotected = reprotect_vm.expand(target=targets)

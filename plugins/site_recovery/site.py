@@ -531,6 +531,11 @@ class Drill(_Model):
     verify_timeout: Duration = Field(timedelta(minutes=30), description="Longest wait for a test VM to run with a "
                                                                         "heartbeat and pass its probes.")
     probes: list[Probe] = Field([], description="Extra checks per test VM.")
+    cleanup_when: Literal["all_verified", "vm_verified"] = Field(
+        "all_verified", description="When a VM drilled on its own is cleaned up: all_verified keeps every test VM "
+                                    "up until the last is verified (checks across tiers need the others up); "
+                                    "vm_verified cleans each up once its own verification ends, so no VM waits "
+                                    "for the slowest. Recovery plans are cleaned up as one, at the end.")
     notifier: Notifier | None = Field(None, description="Called when a drill fails; null = none.")
 
     @property
@@ -546,14 +551,28 @@ class Timeouts(_Model):
                                                               "test failover and its cleanup).")
     provider_registration: Duration = Field(timedelta(minutes=30), description="From provider registration to a "
                                                                                "connected fabric in the vault.")
-    poll_interval: Duration = Field(timedelta(seconds=30), description="How often a waiting task reads ASR (a job, "
-                                                                       "a protected VM, free replication slots).")
+    poll_interval: Duration = Field(timedelta(seconds=30), description="How often a waiting task looks on its own "
+                                                                       "(free replication slots, a test VM's checks "
+                                                                       "on the recovery VMM); waits on jobs and "
+                                                                       "replicating VMs look every watch_interval.")
+    watch_interval: Duration = Field(timedelta(seconds=5), description="How often a wait on an ASR job or on a "
+                                                                      "replicating VM looks again (never less often "
+                                                                      "than poll_interval). Such waits share their "
+                                                                      "reads: one list of running jobs per vault and "
+                                                                      "one list of items per cloud, however many VMs "
+                                                                      "wait, so a short interval notices a finished "
+                                                                      "job within seconds for a few reads a minute.")
     plan_poll_interval: Duration = Field(timedelta(seconds=10), description="How often a drill reads a recovery "
                                                                             "plan's job: one read per plan, however "
                                                                             "many VMs it holds. A group's members are "
                                                                             "verified once a read finds it up, so the "
                                                                             "interval bounds how late, and how much "
                                                                             "the plan's measured RTO overstates.")
+
+    @property
+    def watch_seconds(self) -> float:
+        """Seconds between a job or replication wait's looks: ``watch_interval``, or ``poll_interval`` if shorter."""
+        return min(self.watch_interval, self.poll_interval).total_seconds()
 
 
 # ------------------------------------------------------------------------------ recovery plans

@@ -375,7 +375,17 @@ def test_defaults_a_dr_engineer_can_rely_on(tmp_path):
     assert site.drill.schedule is None and site.drill.test_network is None and site.drill.notifier is None
     assert site.drill.recovery_point_age_limit == site.drill.rpo_target == timedelta(hours=1)
     assert site.timeouts.asr_job == timedelta(hours=1)
+    assert site.timeouts.watch_seconds == 5  # waits on jobs notice an end within seconds; their reads are shared
     assert policy().to_provider_input()["compression"] == "Enable"
+
+
+@pytest.mark.parametrize(("timeouts", "expected"), [
+    ({"poll_interval": "30s", "watch_interval": "5s"}, 5), ({"poll_interval": "1s", "watch_interval": "5s"}, 1),
+    ({"poll_interval": "30s", "watch_interval": "20s"}, 20), ({"poll_interval": "2s", "watch_interval": ...}, 2),
+])
+def test_waits_on_jobs_look_every_watch_interval_or_poll_interval_if_shorter(tmp_path, timeouts, expected):
+    site = load_site(write(tmp_path, mutate(*((f"timeouts.{k}", v) for k, v in timeouts.items()))))
+    assert site.timeouts.watch_seconds == expected
 
 
 def test_a_file_name_that_is_not_a_safe_name_needs_name(tmp_path):
