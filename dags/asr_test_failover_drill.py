@@ -5,7 +5,8 @@ One DAG ``asr_test_failover_drill__<site>`` per file in include/sites, on the si
 VM at a readiness gate, runs a test failover per VM into the isolated drill network, verifies
 each test VM on the recovery VMM (heartbeat, then the site's probes), then cleans up every test
 failover (a teardown: it runs when anything failed or the run was stopped) and proves nothing is
-left. A site file's recovery plans are drilled as a whole: one test failover per plan (its
+left; with ``drill.cleanup_when: vm_verified`` each VM's cleanup starts as soon as its own
+verification ends, and the teardown cleans up whatever is left. A site file's recovery plans are drilled as a whole: one test failover per plan (its
 groups boot in order in one ASR job); where the job pauses, a manual action becomes an Airflow
 required action (confirm resumes the job; an unattended drill follows the plan's ``unattended``
 setting) and a check runs its probe and resumes the job when it passes; each boot group's members
@@ -25,6 +26,7 @@ from airflow.sdk import DAG, CronTriggerTimetable, Param, TaskGroup, task_group
 
 from site_recovery.notifiers import failure_callbacks
 from site_recovery.operators.drill import (
+    CleanUpTestVmOperator,
     ManualActionOperator,
     StartPlanTestFailoverOperator,
     StartTestFailoverOperator,
@@ -127,7 +129,7 @@ def build(site) -> DAG:
     poll = timeouts.poll_interval.total_seconds()
     schedule = CronTriggerTimetable(drill.schedule, timezone=drill.timezone) if drill.schedule else None
     waits = {"azure_conn_id": az.conn_id, "resource_group_name": az.resource_group, "vault_name": az.vault_name,
-             "poke_interval": poll, "timeout": timeouts.asr_job.total_seconds()}
+             "poke_interval": timeouts.watch_seconds, "timeout": timeouts.asr_job.total_seconds()}
     with DAG(dag_id=site.dag_id("asr_test_failover_drill"), schedule=schedule, catchup=False, max_active_runs=1,
              tags=TAGS, default_args=DEFAULT_ARGS, params=params_for(site),
              description=f"DR drill (test failover) of site {site.name}",
@@ -151,6 +153,14 @@ def build(site) -> DAG:
                                           timeout=drill.verify_timeout.total_seconds(),
                                           map_index_template=VM_LABEL, weight_rule="upstream")
             failover >> wait >> verify
+            if drill.cleanup_when == "vm_verified":
+                # Cleaned up once its own verification ends, however that went; the teardown does the rest.
+                cleanup_vm = CleanUpTestVmOperator(task_id="clean_up_test_vm", site_name=site.name,
+                                                   map_index_template="{{ vm }}", weight_rule="upstream",
+                                                   trigger_rule="all_done")
+                verify >> cleanup_vm >> VmJobSensor(
+                    task_id="wait_test_vm_cleanup", target=target, map_index_template=VM_LABEL,
+                    job_name=cleanup_vm.output, weight_rule="upstream", **waits)
 
         vms = drill_vm.expand(target=gate)
         plans = [drill_plan(site, plan, waits) for plan in site.recovery_plans]

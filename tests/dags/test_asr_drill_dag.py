@@ -99,6 +99,33 @@ def test_a_failed_test_failover_fails_the_run_and_still_cleans_up_every_vm(prote
     assert "Drill verdict FAIL" in log
 
 
+def test_with_cleanup_when_vm_verified_each_vm_is_cleaned_up_once_its_verification_ends(protected, site_file):
+    """Each VM's own cleanup task cleans it up, a failed one too; the teardown finds nothing left and starts
+    nothing; every cleanup is requested once and reported on its VM."""
+    site_file({**FAST, "drill.cleanup_when": "vm_verified"})
+    since = protected.last_request_seq()
+    protected.add_job_fault("TestFailover", "Failed", target="APP-ERP-01", task=3)  # after the test VM exists
+    run = drill(vms=["APP-ERP-01", "PRINT-01"])
+    assert run.state == "failed"
+    tis = {(ti.task_id, ti.rendered_map_index): ti for ti in run.get_task_instances()}
+    for vm in ("APP-ERP-01", "PRINT-01"):
+        assert tis["drill_vm.clean_up_test_vm", vm].state == "success"
+        assert tis["drill_vm.wait_test_vm_cleanup", vm].state == "success"
+    # APP-ERP-01's failover failed, so its verification never ran (and never rendered its label); it was cleaned up
+    assert sorted(ti.state for (task, _), ti in tis.items() if task == "drill_vm.verify_test_vm") == [
+        "success", "upstream_failed"]
+    assert tis["start_cleanup", None].xcom_pull(task_ids="start_cleanup", key="cleanup_jobs") == {}
+    cleanups = [r["path"] for r in protected.requests(since=since, method="POST")
+                if r["path"].endswith("/testFailoverCleanup")]
+    assert len(cleanups) == len(set(cleanups)) == 2
+    report = report_of(run)
+    assert report["verdict"] == "FAIL" and report["cleanup_proof"]["test_vms_left"] == []
+    vms = by_vm(report)
+    assert vms["PRINT-01"]["outcome"] == "passed" and vms["APP-ERP-01"]["outcome"] == "failed"
+    for vm in vms.values():
+        assert vm["cleanup"]["verified"] and vm["timeline"][-1]["phase"] == "cleanup"
+
+
 @pytest.fixture
 def webhook(monkeypatch):
     """A local HTTP endpoint as the Airflow connection ``drill_webhook``; yields the bodies it received."""

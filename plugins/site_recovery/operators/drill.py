@@ -1,5 +1,5 @@
 """The operators of the test failover drill (step 10): start a VM's or a recovery plan's test failover,
-and a plan's manual actions as Airflow required actions.
+clean up a VM's as soon as it is verified, and a plan's manual actions as Airflow required actions.
 
 The drill's other steps are tasks (:mod:`site_recovery.tasks.drill`,
 :mod:`site_recovery.tasks.drill_report`) and sensors (:mod:`site_recovery.sensors.drill`,
@@ -51,6 +51,43 @@ class StartTestFailoverOperator(VmOperator):
         self.log.info("Test failover of VM %r into %s.", t.vm, t.network or "no network (isolated)")
         return hook.test_failover(az.resource_group, az.vault_name, t.fabric, t.container, t.item_name,
                                   {"properties": props})
+
+
+class CleanUpTestVmOperator(BaseOperator):
+    """Clean up one VM's test failover as soon as its own verification has ended (``drill.cleanup_when:
+    vm_verified``); return the cleanup job to wait on, or None when nothing is left to clean up.
+
+    It runs whatever its failover and verification did (trigger rule ``all_done``); the drill's
+    teardown still cleans up whatever this left. A re-run waits on a cleanup already running
+    rather than starting another. Mapped in the drill's per-VM group, it finds its VM in the
+    readiness gate's choice by its map index rather than through the group's argument: that
+    argument would make it a direct downstream of the gate, the teardown's setup, which Airflow
+    allows only for tasks that need all upstream tasks to succeed. Its label is ``{{ vm }}``.
+
+    :param site_name: The site file, read again on the worker.
+    """
+
+    ui_color = "#f3e8c9"
+
+    def __init__(self, *, site_name: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.site_name = site_name
+
+    @sort_errors
+    def execute(self, context: Context) -> str | None:
+        from site_recovery.site import load_site_named
+        from site_recovery.tasks.drill import clean_up_test_failover, drill_hook, pulled_gate, run_label
+
+        ti = context["ti"]
+        gate = pulled_gate(ti)
+        if gate is None or not 0 <= ti.map_index < len(gate.targets):
+            raise DrillFailed(f"The readiness gate chose no VM for map index {ti.map_index}; the drill's teardown "
+                              "cleans up whatever was started.")
+        target = gate.targets[ti.map_index]
+        context["vm"] = target.vm  # the label (map_index_template) is rendered from the context after execute
+        site = load_site_named(self.site_name)
+        return clean_up_test_failover(drill_hook(site), site, target,
+                                      f"Drill cleanup (VM verified) by {run_label(context)}")
 
 
 def _test_failover_properties(target: VmTarget | None, **extra: Any) -> dict[str, Any]:

@@ -310,13 +310,11 @@ def start_cleanup(site_name: str) -> list[str]:
     A test failover still running (the run was stopped mid-drill) is cancelled and awaited first,
     since ASR allows cleanup only once it has ended. Pushes ``cleanup_jobs`` (VM -> job name).
     """
-    from site_recovery.drill import has_leftover_test_failover
-    from site_recovery.hooks.asr import summarize_protected_item
     from site_recovery.site import load_site_named
 
     context = get_current_context()
     site = load_site_named(site_name)
-    hook, az = drill_hook(site), site.azure
+    hook = drill_hook(site)
     gate = pulled_gate(context["ti"])
     jobs: dict[str, str] = {}
     for plan in gate.plans if gate else []:
@@ -325,21 +323,41 @@ def start_cleanup(site_name: str) -> list[str]:
             if job:
                 jobs[plan_cleanup_key(plan.plan)] = job
     for t in gate.targets if gate else []:
-        args = (az.resource_group, az.vault_name, t.fabric, t.container, t.item_name)
-        item = summarize_protected_item(hook.get_protected_item(*args))
-        # The item keeps TestFailover as its scenario while it waits for cleanup; only a running job matters.
-        if item.running_test_failover_job:
-            item = _end_running_test_failover(hook, site, args, item)
-        if not has_leftover_test_failover(item):
-            log.info("VM %r: nothing to clean up (%s).", t.vm, item.test_failover_state_description
-                     or item.test_failover_state or "no test failover")
-            continue
-        job = _start_cleanup(hook, site, t.fabric, t.container, item, f"Drill cleanup by {run_label(context)}")
-        log.info("VM %r: test failover cleanup started (job %s).", t.vm, job)
+        job = clean_up_test_failover(hook, site, t, f"Drill cleanup by {run_label(context)}")
         if job:
             jobs[t.vm] = job
     context["ti"].xcom_push(key="cleanup_jobs", value=jobs)
     return list(jobs.values())
+
+
+def clean_up_test_failover(hook: AzureSiteRecoveryHook, site: Site, t: VmTarget, comment: str) -> str | None:
+    """Clean up one drilled VM's test failover, whatever state the drill left it in; the job to wait on, or None.
+
+    A test failover still running is cancelled and awaited first (ASR cleans up only an ended one).
+    A cleanup already running (this task's retry, or the teardown after the VM's own cleanup) is the
+    job returned: a second one is never started.
+    """
+    from site_recovery.drill import has_leftover_test_failover
+    from site_recovery.hooks.asr import summarize_protected_item
+    from site_recovery.vocabulary import Scenario
+
+    az = site.azure
+    args = (az.resource_group, az.vault_name, t.fabric, t.container, t.item_name)
+    item = summarize_protected_item(hook.get_protected_item(*args))
+    if item.scenario == Scenario.TEST_FAILOVER_CLEANUP and item.scenario_job:
+        log.info("VM %r: its test failover cleanup is already running (job %s); waiting on it.", t.vm,
+                 item.scenario_job)
+        return item.scenario_job
+    # The item keeps TestFailover as its scenario while it waits for cleanup; only a running job matters.
+    if item.running_test_failover_job:
+        item = _end_running_test_failover(hook, site, args, item)
+    if not has_leftover_test_failover(item):
+        log.info("VM %r: nothing to clean up (%s).", t.vm, item.test_failover_state_description
+                 or item.test_failover_state or "no test failover")
+        return None
+    job = _start_cleanup(hook, site, t.fabric, t.container, item, comment)
+    log.info("VM %r: test failover cleanup started (job %s).", t.vm, job)
+    return job
 
 
 def plan_cleanup_key(plan: str) -> str:

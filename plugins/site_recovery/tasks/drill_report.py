@@ -104,6 +104,7 @@ def build_report(site: Site, context: Any) -> DrillReport:
     failovers: list[JobSummary | None] = _records(JobSummary, _mapped(ti, "wait_test_failover", n))
     failover_jobs = _mapped(ti, "wait_test_failover", n, key="asr_job_name")
     verifies = _records(TestVmCheck, _mapped(ti, "verify_test_vm", n, key="verify"))
+    own_cleanups = _own_cleanups(site, ti, n)
     cleanup_names = ti.xcom_pull(task_ids="start_cleanup", key="cleanup_jobs") or {}
     cleanup_jobs = {name: JobSummary.model_validate(job)
                     for name, job in (ti.xcom_pull(task_ids="wait_cleanup", key="jobs") or {}).items() if job}
@@ -111,14 +112,19 @@ def build_report(site: Site, context: Any) -> DrillReport:
     proof = None if proof is None else CleanupProof.model_validate(proof)
     hook = None
     vms = []
-    for target, failover, failover_job, verify in zip(targets, failovers, failover_jobs, verifies):
+    for target, failover, failover_job, verify, (own_name, own_cleanup) in zip(targets, failovers, failover_jobs,
+                                                                                verifies, own_cleanups):
         if failover is None and failover_job:
             # The wait failed, so it returned nothing: read the job to report ASR's own words.
             hook = hook or drill_hook(site)
             failover = summarize_job(hook.get_job(site.azure.resource_group, site.azure.vault_name, failover_job))
-        cleanup_job = cleanup_names.get(target.vm)
-        vms.append(vm_result(target, failover_job=failover, verify=verify,
-                             cleanup_job=cleanup_jobs.get(cleanup_job) if cleanup_job else None,
+        cleanup_name = cleanup_names.get(target.vm)
+        cleanup = cleanup_jobs.get(cleanup_name) if cleanup_name else None
+        if cleanup is None and own_name:  # cleaned up once verified, and nothing left for the teardown
+            hook = hook or drill_hook(site)
+            cleanup = own_cleanup or summarize_job(hook.get_job(site.azure.resource_group, site.azure.vault_name,
+                                                                own_name))
+        vms.append(vm_result(target, failover_job=failover, verify=verify, cleanup_job=cleanup,
                              cleaned=proof.per_vm.get(target.vm) if proof else None,
                              rto_target=site.drill.rto_target.total_seconds(),
                              rpo_target=site.drill.rpo_target.total_seconds()))
@@ -145,6 +151,17 @@ def build_report(site: Site, context: Any) -> DrillReport:
         vms=vms, plans=plans, cleanup_proof=cleanup_proof.model_copy(update={"per_vm": {}}),
         tasks=_task_timings(ti, context, {GROUP: targets, **_plan_task_labels(site, ti, gate)}),
     )
+
+
+def _own_cleanups(site: Site, ti: Any, count: int) -> list[tuple[str | None, Any]]:
+    """Per drilled VM, the cleanup it started once verified (``drill.cleanup_when: vm_verified``) and the
+    job as its wait last read it: (None, None) where it started none (or the site cleans up at the end)."""
+    from site_recovery.records import JobSummary
+
+    if site.drill.cleanup_when != "vm_verified":
+        return [(None, None)] * count
+    return list(zip(_mapped(ti, "clean_up_test_vm", count),
+                    _records(JobSummary, _mapped(ti, "wait_test_vm_cleanup", count)), strict=True))
 
 
 def _plan_task_labels(site: Site, ti: Any, gate: DrillGate | None) -> dict[str, list[VmTarget]]:
