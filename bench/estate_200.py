@@ -94,8 +94,9 @@ def build_estate(protectable: int = 200, seed: int = 200) -> dict:
         for d in range(rng.randint(dmin, dmax)):
             disks.append({"id": _guid(name, "disk", d + 1), "file": f"{name}_Data{d + 1}.vhdx",
                           "size_gb": rng.choice(sizes), "role": "Data", "controller": "SCSI"})
+        # Past a subnet's ~245 free addresses (estates of 1,000 VMs), the rest take theirs from DHCP.
         nics = [{"id": _guid(name, "nic", n), "network": net, "mac": _mac(name, n),
-                 "ip_address": free_ips[net].pop(0)} for n, net in enumerate(networks)]
+                 "ip_address": free_ips[net].pop(0) if free_ips[net] else None} for n, net in enumerate(networks)]
         primary["vms"].append({
             "id": _guid(name), "name": name, "role": role, "cloud": cloud,
             "host": hosts[cloud][counters[prefix] % len(hosts[cloud])], "generation": generation, "os": os_name,
@@ -111,7 +112,7 @@ def _unprotectable(vm: dict) -> bool:
 
 
 def build_site(name: str = "bench", max_concurrent: int = 20, poll_interval: str = "30s",
-               recovery_plans: list[dict] | None = None) -> dict:
+               recovery_plans: list[dict] | None = None, cleanup_when: str = "all_verified") -> dict:
     """include/sites/lab.yaml with every VM of both clouds in scope (no exclusions) and the given
     recovery plans (default none: every VM is drilled on its own)."""
     site = yaml.safe_load(LAB_SITE.read_text())
@@ -121,6 +122,7 @@ def build_site(name: str = "bench", max_concurrent: int = 20, poll_interval: str
     site["scope"]["max_concurrent_initial_replications"] = max_concurrent
     site["timeouts"]["poll_interval"] = poll_interval
     site["recovery_plans"] = recovery_plans or []
+    site["drill"]["cleanup_when"] = cleanup_when
     # Manual drills only: lab.yaml's weekly schedule would start a drill of every VM beside the one measured
     # or tested whenever a run crosses it (Saturdays 01:00 UTC).
     site["drill"]["schedule"] = None

@@ -19,9 +19,10 @@ VMs protected first; wall time, ARM requests and WinRM invocations per VM, and h
 ended a job the DAG noticed it (last job, and per VM its test failover).
 
 Plan drill, 200 VMs (bench/plan_drill.py): the same estate in 2 recovery plans of 100 VMs, drilled
-as plans and then one by one, at lab time scale 1 (a VM's test failover takes minutes, as in
-ASR); wall time, task instances, ARM requests, and wall time over the critical path (what ASR's
-own jobs took; goal for the plan drill: <= 1.1).
+as plans and then one by one (twice: every test VM kept up until all are verified, then each
+cleaned up once verified, ``drill.cleanup_when``), at lab time scale 1 (a VM's test failover takes
+minutes, as in ASR); wall time, task instances, ARM requests, and wall time over the critical path
+(what ASR's own jobs took; goal: <= 1.1) with the overhead per VM in seconds.
 
 Drill, 200 VMs, distributed (bench/drill.py ``run_side_by_side``): the same drill on ``airflow
 standalone`` (SQLite, LocalExecutor) and on the distributed stack (``make stack``: PostgreSQL,
@@ -167,7 +168,8 @@ def plan_drill(args) -> dict:
 
     return _kept_on_failure("plan-drill", lambda tmp: run_bench(
         tmp, vms=args.drill_vms, poll_interval=args.plan_drill_poll_interval, time_scale=args.plan_drill_time_scale,
-        one_by_one=not args.plan_drill_plans_only),
+        one_by_one=not args.plan_drill_plans_only, plans=not args.plan_drill_vms_only,
+        cleanup_modes=tuple(args.plan_drill_cleanup_when or ("all_verified", "vm_verified"))),
         summary)
 
 
@@ -231,6 +233,11 @@ def main() -> int:
                         help="lab time scale of the two drills (1: a VM's test failover takes 2 min 37 s)")
     parser.add_argument("--plan-drill-plans-only", action="store_true",
                         help="drill the plans only, not the same VMs one by one (half the time)")
+    parser.add_argument("--plan-drill-vms-only", action="store_true",
+                        help="drill the VMs one by one only, not in plans")
+    parser.add_argument("--plan-drill-cleanup-when", choices=("all_verified", "vm_verified"), action="append",
+                        help="drill.cleanup_when of the one-by-one drill; repeat for both (default: both, one "
+                             "drill each)")
     parser.add_argument("--waits-vms", type=int, default=1000, help="VMs waited on at once (half jobs, half "
                                                                      "initial replications)")
     parser.add_argument("--waits-poll-interval", type=float, default=5.0, help="the waits' poll interval (s)")

@@ -24,8 +24,12 @@ def test_the_bench_plans_hold_every_protectable_vm_once_within_asrs_limits(tmp_p
     assert first and all(vm.startswith(("SQL", "FS")) for vm in first)  # databases and file servers boot first
 
 
-def test_the_critical_path_is_the_longest_failover_plus_the_longest_cleanup():
-    jobs = [{"scenario": "TestFailover", "start": 0, "end": 360}, {"scenario": "TestFailover", "start": 5, "end": 300},
-            {"scenario": "TestFailoverCleanup", "start": 400, "end": 456},
-            {"scenario": "TestFailoverCleanup", "start": 420, "end": 470}]
-    assert critical_path(jobs) == {"test_failover_s": 360, "cleanup_s": 56, "seconds": 416}
+def test_the_critical_path_is_the_longest_failover_plus_the_longest_cleanup_or_the_longest_vm():
+    jobs = [{"scenario": "TestFailover", "start": 0, "end": 360, "vm": "a"},
+            {"scenario": "TestFailover", "start": 5, "end": 300, "vm": "b"},
+            {"scenario": "TestFailoverCleanup", "start": 400, "end": 450, "vm": "a"},
+            {"scenario": "TestFailoverCleanup", "start": 420, "end": 476, "vm": "b"}]
+    # Every cleanup after the slowest VM: 360 + 56. Each VM cleaned up once verified: a's 360 + 50.
+    assert critical_path(jobs) == {"test_failover_s": 360, "cleanup_s": 56, "after_all_s": 416, "per_vm_s": 410,
+                                   "seconds": 416}
+    assert critical_path(jobs, per_vm=True)["seconds"] == 410
