@@ -136,7 +136,7 @@ ONE_BY_ONE = {"all_verified": (VM_SITE, "one_by_one"), "vm_verified": (f"{VM_SIT
 
 
 def run_bench(workdir: Path, vms: int = 200, poll_interval: str = "30s", time_scale: float = 1.0,
-              timeout: float = 3600, one_by_one: bool = True, plans: bool = True,
+              timeout: float = 3600, one_by_one: bool = True, drill_plans: bool = True,
               cleanup_modes: tuple[str, ...] = ("all_verified",)) -> dict:
     from bench.estate_200 import build_site, is_protectable, write
 
@@ -176,7 +176,7 @@ def run_bench(workdir: Path, vms: int = 200, poll_interval: str = "30s", time_sc
         results["setup"] = {"deploy_seconds": round(deploy_s, 1), "enable": enabled,
                             "plans_seconds": round(plans_s, 1)}
         lab.set_time_scale(time_scale)
-        if plans:
+        if drill_plans:
             conditions["load_average_1m_at_plan_drill"] = round(os.getloadavg()[0], 2)
             results["plans"] = drill_once(stack, include / "sites" / f"{PLAN_SITE}.yaml",
                                           f"asr_test_failover_drill__{PLAN_SITE}", {"unattended": True}, timeout)

@@ -168,7 +168,7 @@ def plan_drill(args) -> dict:
 
     return _kept_on_failure("plan-drill", lambda tmp: run_bench(
         tmp, vms=args.drill_vms, poll_interval=args.plan_drill_poll_interval, time_scale=args.plan_drill_time_scale,
-        one_by_one=not args.plan_drill_plans_only, plans=not args.plan_drill_vms_only,
+        one_by_one=not args.plan_drill_plans_only, drill_plans=not args.plan_drill_vms_only,
         cleanup_modes=tuple(args.plan_drill_cleanup_when or ("all_verified", "vm_verified"))),
         summary)
 
