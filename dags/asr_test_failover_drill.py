@@ -1,19 +1,19 @@
 """Scheduled DR drill for each site file: step 10, a test failover that always cleans up and proves it.
 
 One DAG ``asr_test_failover_drill__<site>`` per file in include/sites, on the site file's
-``drill.schedule`` (none: manual only). It cleans up what an interrupted drill left, checks each
-VM at a readiness gate, runs a test failover per VM into the isolated drill network, verifies
-each test VM on the recovery VMM (heartbeat, then the site's probes), then cleans up every test
-failover (a teardown: it runs when anything failed or the run was stopped) and proves nothing is
-left; with ``drill.cleanup_when: vm_verified`` each VM's cleanup starts as soon as its own
-verification ends, and the teardown cleans up whatever is left. A site file's recovery plans are drilled as a whole: one test failover per plan (its
-groups boot in order in one ASR job); where the job pauses, a manual action becomes an Airflow
-required action (confirm resumes the job; an unattended drill follows the plan's ``unattended``
-setting) and a check runs its probe and resumes the job when it passes; each boot group's members
-are verified as soon as the group is up, while the next groups boot; the plan is cleaned up as
-one. VMs in no plan are drilled one by one. The report (JSON + HTML, published as an Asset) gives
-the verdict, RTO and RPO per VM, a section per plan and the cleanup proof. A drill can never fail
-over, commit or reprotect: its ASR client refuses it. Wiring only: the steps live in
+``drill.schedule`` (none: manual only). It cleans up what an interrupted drill left, checks each VM
+at a readiness gate, runs a test failover per VM into the isolated drill network, verifies each test
+VM on the recovery VMM (heartbeat, then the site's probes), then cleans up every test failover (a
+teardown: it runs when anything failed or the run was stopped) and proves nothing is left; with
+``drill.cleanup_when: vm_verified`` each VM's cleanup starts as soon as its own verification ends,
+and the teardown cleans up whatever is left. A site file's recovery plans are drilled as a whole:
+one test failover per plan (its groups boot in order in one ASR job); where the job pauses, a manual
+action becomes an Airflow required action (confirm resumes the job; an unattended drill follows the
+plan's ``unattended`` setting) and a check runs its probe and resumes the job when it passes; each
+boot group's members are verified as soon as the group is up, while the next groups boot; the plan
+is cleaned up as one. VMs in no plan are drilled one by one. The report (JSON + HTML, published as
+an Asset) gives the verdict, RTO and RPO per VM, a section per plan and the cleanup proof. A drill
+can never fail over, commit or reprotect: its ASR client refuses it. Wiring only: the steps live in
 site_recovery.tasks.drill, .tasks.drill_report, .operators.drill and .sensors.drill.
 """
 
