@@ -8,6 +8,7 @@ drills too); :func:`check_verdict` then fails the run when the verdict is FAIL. 
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -110,20 +111,21 @@ def build_report(site: Site, context: Any) -> DrillReport:
                     for name, job in (ti.xcom_pull(task_ids="wait_cleanup", key="jobs") or {}).items() if job}
     proof = ti.xcom_pull(task_ids="verify_cleanup", key="proof")
     proof = None if proof is None else CleanupProof.model_validate(proof)
-    hook = None
+    hook = functools.cache(lambda: drill_hook(site))  # built only if a job has to be read
+
+    def read_job(name: str) -> JobSummary:
+        """A job its wait did not return (the wait failed): read it, to report ASR's own words."""
+        return summarize_job(hook().get_job(site.azure.resource_group, site.azure.vault_name, name))
+
     vms = []
     for target, failover, failover_job, verify, (own_name, own_cleanup) in zip(targets, failovers, failover_jobs,
                                                                                 verifies, own_cleanups):
         if failover is None and failover_job:
-            # The wait failed, so it returned nothing: read the job to report ASR's own words.
-            hook = hook or drill_hook(site)
-            failover = summarize_job(hook.get_job(site.azure.resource_group, site.azure.vault_name, failover_job))
+            failover = read_job(failover_job)
         cleanup_name = cleanup_names.get(target.vm)
         cleanup = cleanup_jobs.get(cleanup_name) if cleanup_name else None
         if cleanup is None and own_name:  # cleaned up once verified, and nothing left for the teardown
-            hook = hook or drill_hook(site)
-            cleanup = own_cleanup or summarize_job(hook.get_job(site.azure.resource_group, site.azure.vault_name,
-                                                                own_name))
+            cleanup = own_cleanup or read_job(own_name)
         vms.append(vm_result(target, failover_job=failover, verify=verify, cleanup_job=cleanup,
                              cleaned=proof.per_vm.get(target.vm) if proof else None,
                              rto_target=site.drill.rto_target.total_seconds(),
